@@ -1,0 +1,1 @@
+//! Command-line flags and the YAML configuration file (being written).

@@ -1,0 +1,1 @@
+//! Prometheus relabeling (being written).
