@@ -1,0 +1,313 @@
+//! The queue's behaviours, one per test. Tiny chunk files so rollover, caps and deletion happen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use promrelay::queue::{FullPolicy, Options, Queue, QueueError, SyncPolicy};
+
+fn small() -> Options {
+    Options {
+        chunk_bytes: 4096,
+        sync: SyncPolicy::Never,
+        ..Options::default()
+    }
+}
+
+fn block(i: u32, len: usize) -> Vec<u8> {
+    let mut v = i.to_le_bytes().to_vec();
+    v.resize(len.max(4), (i % 251) as u8);
+    v
+}
+
+fn read_all(q: &Queue) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(b) = q.read().expect("read") {
+        out.push(b.payload.to_vec());
+        q.ack(b.id);
+    }
+    out
+}
+
+fn chunk_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter(|e| {
+            e.as_ref()
+                .map(|e| e.file_name().to_string_lossy().ends_with(".chunk"))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn blocks_come_back_in_append_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), small()).unwrap();
+    let want: Vec<Vec<u8>> = (0..100).map(|i| block(i, 100)).collect();
+    for b in &want {
+        q.append(b, 1).unwrap();
+    }
+    assert_eq!(read_all(&q), want);
+}
+
+#[test]
+fn unacknowledged_blocks_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let want: Vec<Vec<u8>> = (0..50).map(|i| block(i, 300)).collect();
+    {
+        let q = Queue::open(dir.path(), small()).unwrap();
+        for b in &want {
+            q.append(b, 1).unwrap();
+        }
+        // Read some without acknowledging.
+        for _ in 0..10 {
+            q.read().unwrap().unwrap();
+        }
+    }
+    let q = Queue::open(dir.path(), small()).unwrap();
+    assert_eq!(read_all(&q), want);
+}
+
+#[test]
+fn acknowledged_blocks_do_not_come_back_after_close() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open(dir.path(), small()).unwrap();
+        for i in 0..20 {
+            q.append(&block(i, 500), 1).unwrap();
+        }
+        for _ in 0..15 {
+            let b = q.read().unwrap().unwrap();
+            q.ack(b.id);
+        }
+        q.close().unwrap();
+    }
+    let q = Queue::open(dir.path(), small()).unwrap();
+    let got = read_all(&q);
+    assert_eq!(got, (15..20).map(|i| block(i, 500)).collect::<Vec<_>>());
+}
+
+#[test]
+fn position_moves_only_over_a_gap_free_acknowledged_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = Queue::open(dir.path(), small()).unwrap();
+        for i in 0..5 {
+            q.append(&block(i, 10), 1).unwrap();
+        }
+        let blocks: Vec<_> = (0..5).map(|_| q.read().unwrap().unwrap()).collect();
+        // Acknowledge 0, 2, 3, 4 but not 1.
+        for i in [0usize, 2, 3, 4] {
+            q.ack(blocks[i].id);
+        }
+        assert_eq!(q.stats().pending_blocks, 4);
+        q.close().unwrap();
+    }
+    let q = Queue::open(dir.path(), small()).unwrap();
+    let got = read_all(&q);
+    assert_eq!(got, (1..5).map(|i| block(i, 10)).collect::<Vec<_>>());
+}
+
+#[test]
+fn rollover_creates_new_chunks_and_acknowledged_ones_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), small()).unwrap();
+    for i in 0..40 {
+        q.append(&block(i, 1000), 1).unwrap();
+    }
+    assert!(chunk_files(dir.path()) >= 10);
+    assert_eq!(read_all(&q).len(), 40);
+    q.flush().unwrap();
+    assert_eq!(chunk_files(dir.path()), 1);
+    assert_eq!(q.stats().pending_bytes, 0);
+}
+
+#[test]
+fn second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _q = Queue::open(dir.path(), small()).unwrap();
+    match Queue::open(dir.path(), small()) {
+        Err(QueueError::Locked { .. }) => {}
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn lock_is_released_on_close() {
+    let dir = tempfile::tempdir().unwrap();
+    Queue::open(dir.path(), small()).unwrap().close().unwrap();
+    Queue::open(dir.path(), small()).unwrap();
+}
+
+#[test]
+fn size_cap_drops_the_oldest_data_and_counts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(
+        dir.path(),
+        Options {
+            max_bytes: Some(64 * 1024),
+            ..small()
+        },
+    )
+    .unwrap();
+    for i in 0..200 {
+        q.append(&block(i, 1000), 7).unwrap();
+    }
+    let st = q.stats();
+    assert!(st.pending_bytes <= 64 * 1024, "{st:?}");
+    assert!(st.dropped_blocks > 0);
+    assert_eq!(st.dropped_items, st.dropped_blocks * 7);
+    let got = read_all(&q);
+    assert_eq!(got.len() as u64 + st.dropped_blocks, 200);
+    // What is left is the newest data, in order.
+    assert_eq!(got.last().unwrap(), &block(199, 1000));
+    let first = u32::from_le_bytes(got[0][..4].try_into().unwrap());
+    assert_eq!(
+        got,
+        (first..200).map(|i| block(i, 1000)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn reject_policy_refuses_appends_at_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(
+        dir.path(),
+        Options {
+            max_bytes: Some(64 * 1024),
+            full_policy: FullPolicy::Reject,
+            ..small()
+        },
+    )
+    .unwrap();
+    let mut accepted = 0;
+    let err = loop {
+        match q.append(&block(accepted, 1000), 1) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+    };
+    assert!(err.is_full(), "{err}");
+    assert_eq!(q.stats().dropped_blocks, 0);
+    assert_eq!(read_all(&q).len() as u32, accepted);
+    // Once drained, appends are accepted again.
+    q.append(&block(0, 1000), 1).unwrap();
+}
+
+#[test]
+fn oversized_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(
+        dir.path(),
+        Options {
+            max_block_bytes: 100,
+            ..small()
+        },
+    )
+    .unwrap();
+    let err = q.append(&[0u8; 101], 1).unwrap_err();
+    assert!(matches!(err, QueueError::BlockTooLarge { .. }));
+    assert!(!err.is_retryable());
+}
+
+#[test]
+fn stats_count_pending_and_oldest_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), small()).unwrap();
+    assert_eq!(q.stats().oldest_pending_unix_ms, None);
+    q.append(b"hello", 3).unwrap();
+    q.append(b"world", 4).unwrap();
+    let st = q.stats();
+    assert_eq!(st.pending_blocks, 2);
+    assert_eq!(st.appended_blocks, 2);
+    assert_eq!(st.appended_bytes, 10);
+    assert!(st.oldest_pending_unix_ms.is_some());
+    let b = q.read().unwrap().unwrap();
+    assert_eq!(b.count, 3);
+    q.ack(b.id);
+    let st = q.stats();
+    assert_eq!(st.pending_blocks, 1);
+    assert_eq!(st.acked_blocks, 1);
+}
+
+#[test]
+fn rewind_hands_out_unacknowledged_blocks_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), small()).unwrap();
+    for i in 0..3 {
+        q.append(&block(i, 10), 1).unwrap();
+    }
+    let a = q.read().unwrap().unwrap();
+    q.ack(a.id);
+    q.read().unwrap().unwrap();
+    q.rewind();
+    assert_eq!(
+        read_all(&q),
+        vec![block(1, 10), block(2, 10)],
+        "rewind restarts after the acknowledged prefix"
+    );
+}
+
+#[test]
+fn concurrent_appends_under_always_all_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Arc::new(
+        Queue::open(
+            dir.path(),
+            Options {
+                sync: SyncPolicy::Always,
+                chunk_bytes: 64 * 1024,
+                ..Options::default()
+            },
+        )
+        .unwrap(),
+    );
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    q.append(&block(t * 1000 + i, 200), 1).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let got = read_all(&q);
+    assert_eq!(got.len(), 400);
+    // Each thread's blocks are in that thread's order.
+    for t in 0..8u32 {
+        let mine: Vec<u32> = got
+            .iter()
+            .map(|b| u32::from_le_bytes(b[..4].try_into().unwrap()))
+            .filter(|v| v / 1000 == t)
+            .collect();
+        assert_eq!(mine, (0..50).map(|i| t * 1000 + i).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn interval_policy_flushes_position_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(
+        dir.path(),
+        Options {
+            sync: SyncPolicy::Interval(Duration::from_millis(20)),
+            ..small()
+        },
+    )
+    .unwrap();
+    q.append(b"x", 1).unwrap();
+    let b = q.read().unwrap().unwrap();
+    q.ack(b.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !dir.path().join("position").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "position never written"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
