@@ -200,6 +200,8 @@ pub struct Block {
 pub struct Stats {
     /// Bytes of frames between the acknowledged position and the end (what a crash would re-read).
     pub pending_bytes: u64,
+    /// Blocks after the gap-free acknowledged prefix (a block acknowledged out of order still
+    /// counts until the blocks before it are acknowledged too, as it would come again after a crash).
     pub pending_blocks: u64,
     /// Append time of the oldest unacknowledged block.
     pub oldest_pending_unix_ms: Option<u64>,
