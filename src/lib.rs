@@ -6,9 +6,15 @@
 //! - [`prompb`]: the remote-write wire format (protobuf messages, snappy framing, one-pass validation).
 //! - [`config`]: command-line flags and the optional YAML file, validated into one [`config::Config`].
 //! - [`relabel`]: Prometheus `relabel_config` semantics over label sets.
+//! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits, ingest counters.
+//! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
+//! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page, health and readiness.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod config;
+pub mod forward;
+pub mod ingest;
 pub mod prompb;
 pub mod queue;
 pub mod relabel;

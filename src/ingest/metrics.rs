@@ -1,0 +1,193 @@
+//! Ingest counters: what came in, from where, and what was refused and why. Lock-free counters
+//! bumped on the hot path; `snapshot()` is what `/metrics` renders.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Where samples came from (the `source` label of `promrelay_ingested_samples_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    RemoteWrite,
+    Import,
+    Scrape,
+}
+
+impl Source {
+    pub const ALL: [Source; 3] = [Source::RemoteWrite, Source::Import, Source::Scrape];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::RemoteWrite => "remote_write",
+            Source::Import => "import",
+            Source::Scrape => "scrape",
+        }
+    }
+}
+
+/// Why a request was refused (the `reason` label of `promrelay_rejected_requests_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reject {
+    /// 400: not snappy, not protobuf, not a valid exposition.
+    BadBody,
+    /// 413: over `--max-request-bytes`, compressed or decompressed.
+    TooLarge,
+    /// 415: unsupported Content-Encoding or Content-Type.
+    UnsupportedMediaType,
+    /// 503: a queue could not take the data (disk full, `queue_full: reject`).
+    QueueUnavailable,
+}
+
+impl Reject {
+    pub const ALL: [Reject; 4] = [
+        Reject::BadBody,
+        Reject::TooLarge,
+        Reject::UnsupportedMediaType,
+        Reject::QueueUnavailable,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::BadBody => "bad_body",
+            Reject::TooLarge => "too_large",
+            Reject::UnsupportedMediaType => "unsupported_media_type",
+            Reject::QueueUnavailable => "queue_unavailable",
+        }
+    }
+    pub fn status(self) -> u16 {
+        match self {
+            Reject::BadBody => 400,
+            Reject::TooLarge => 413,
+            Reject::UnsupportedMediaType => 415,
+            Reject::QueueUnavailable => 503,
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the request-duration histogram buckets.
+pub const DURATION_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The ingest counters of one process.
+#[derive(Debug, Default)]
+pub struct IngestMetrics {
+    samples: [AtomicU64; 3],
+    accepted_requests: [AtomicU64; 3],
+    rejected: [AtomicU64; 4],
+    /// Cumulative bucket counts of accepted and rejected remote-write/import requests.
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+}
+
+/// A copy of [`IngestMetrics`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestSnapshot {
+    /// `(source, samples)`.
+    pub samples: Vec<(Source, u64)>,
+    /// `(source, accepted requests)`.
+    pub accepted_requests: Vec<(Source, u64)>,
+    /// `(reason, refused requests)`.
+    pub rejected_requests: Vec<(Reject, u64)>,
+    /// `(upper bound seconds, cumulative count)` for each bucket, without `+Inf`.
+    pub duration_buckets: Vec<(f64, u64)>,
+    pub duration_count: u64,
+    pub duration_sum_seconds: f64,
+}
+
+fn source_index(s: Source) -> usize {
+    Source::ALL.iter().position(|x| *x == s).unwrap_or(0)
+}
+
+fn reject_index(r: Reject) -> usize {
+    Reject::ALL.iter().position(|x| *x == r).unwrap_or(0)
+}
+
+impl IngestMetrics {
+    /// Counts an accepted request and its samples.
+    pub fn accepted(&self, source: Source, samples: u64) {
+        let i = source_index(source);
+        self.samples[i].fetch_add(samples, Ordering::Relaxed);
+        self.accepted_requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request.
+    pub fn rejected(&self, reason: Reject) {
+        self.rejected[reject_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records how long a request took.
+    pub fn observe_duration(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> IngestSnapshot {
+        IngestSnapshot {
+            samples: Source::ALL
+                .iter()
+                .map(|s| (*s, self.samples[source_index(*s)].load(Ordering::Relaxed)))
+                .collect(),
+            accepted_requests: Source::ALL
+                .iter()
+                .map(|s| {
+                    (
+                        *s,
+                        self.accepted_requests[source_index(*s)].load(Ordering::Relaxed),
+                    )
+                })
+                .collect(),
+            rejected_requests: Reject::ALL
+                .iter()
+                .map(|r| (*r, self.rejected[reject_index(*r)].load(Ordering::Relaxed)))
+                .collect(),
+            duration_buckets: DURATION_BUCKETS
+                .iter()
+                .enumerate()
+                .map(|(i, le)| (*le, self.duration_buckets[i].load(Ordering::Relaxed)))
+                .collect(),
+            duration_count: self.duration_count.load(Ordering::Relaxed),
+            duration_sum_seconds: self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = IngestMetrics::default();
+        m.observe_duration(Duration::from_micros(700));
+        m.observe_duration(Duration::from_millis(30));
+        let s = m.snapshot();
+        assert_eq!(s.duration_count, 2);
+        assert_eq!(s.duration_buckets[0], (0.0005, 0));
+        assert_eq!(s.duration_buckets[1], (0.001, 1));
+        assert_eq!(s.duration_buckets[6], (0.05, 2));
+        assert_eq!(s.duration_buckets[11], (5.0, 2));
+    }
+
+    #[test]
+    fn samples_are_counted_per_source() {
+        let m = IngestMetrics::default();
+        m.accepted(Source::RemoteWrite, 10);
+        m.accepted(Source::Import, 3);
+        m.rejected(Reject::TooLarge);
+        let s = m.snapshot();
+        assert_eq!(s.samples[0], (Source::RemoteWrite, 10));
+        assert_eq!(s.samples[1], (Source::Import, 3));
+        assert_eq!(s.accepted_requests[0], (Source::RemoteWrite, 1));
+        assert_eq!(s.rejected_requests[1], (Reject::TooLarge, 1));
+    }
+}
