@@ -1,5 +1,343 @@
-//! Forwarding: per storage, its queue and its sender (being written).
+//! Forwarding: per storage, its disk queue and its sender.
+//!
+//! # Owns
+//! One [`Storage`] per configured remote-write URL: its queue (`<data-dir>/queues/<id>/`), its
+//! HTTP client, its sender task(s) and their counters. [`Fanout`] is the single entry through which
+//! ingest (and the scraper) hand data to every storage.
+//!
+//! # Guarantees
+//! - [`Fanout::push`] returns `Ok` only when the block is in every storage's queue (written to the
+//!   OS; fsynced too under `--fsync=always`): the durability contract of design.md.
+//! - Storages are independent: each has its own queue, sender and retry loop, so a slow or dead one
+//!   grows only its own backlog.
+//! - Sender semantics of design.md: 2xx advances; 429, 5xx, timeouts and connection errors retry the
+//!   same request with exponential backoff and jitter, honouring `Retry-After`; other 4xx drop the
+//!   data, count it and log the storage's answer (at most once per 10 s). A merged request refused
+//!   with a 4xx is retried block by block, so only the refused push is dropped.
+//! - Per-series order: with the default concurrency of 1, blocks are sent strictly in queue order
+//!   and the queue advances only after the storage acknowledged them. Concurrency above 1 sends
+//!   consecutive batches in parallel and can reorder samples of one series across batches: it is
+//!   for storages that accept out-of-order samples (VictoriaMetrics), and unsafe for Prometheus,
+//!   Mimir and Thanos (documented in the README).
+//!
+//! # Must not
+//! Share a queue or a retry loop between storages; decode what it only forwards (merging is plain
+//! concatenation of the decompressed protobuf bodies).
 
+mod sender;
 pub mod status;
 
 pub use status::{SenderState, StorageStatus};
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, FsyncMode, QueueFull, StorageConfig};
+use crate::queue::{FullPolicy, Options, Queue, QueueError, SyncPolicy};
+
+/// Errors opening the storages.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// A storage's queue could not be opened (lock held, directory not writable...).
+    #[error("storage {id} ({url}): {source}")]
+    Queue {
+        id: String,
+        url: String,
+        #[source]
+        source: QueueError,
+    },
+    /// The HTTP client for a storage could not be built (bad CA or client certificate file...).
+    #[error("storage {id} ({url}): {reason}")]
+    Client {
+        id: String,
+        url: String,
+        reason: String,
+    },
+}
+
+/// Why a push could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// A storage's queue refused or failed the append; the caller answers 503 (the sender retries).
+    /// Storages before it in the list may already hold the block: delivery stays at-least-once.
+    #[error("storage {id} cannot take data: {source}")]
+    Queue {
+        id: String,
+        #[source]
+        source: QueueError,
+    },
+    /// The block is larger than a queue accepts (the caller answers 413).
+    #[error("block of {len} bytes is larger than the queue accepts")]
+    TooLarge { len: usize },
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Counters a storage's sender keeps (the queue keeps its own).
+#[derive(Debug, Default)]
+pub(crate) struct SenderCounters {
+    pub sent_blocks: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    pub sent_samples: AtomicU64,
+    pub requests: AtomicU64,
+    pub rejected_blocks: AtomicU64,
+    pub rejected_samples: AtomicU64,
+    pub retries: AtomicU64,
+    pub retrying: AtomicU64,
+    /// Last time blocks were dropped (refused by the storage, or by the queue's cap as seen by
+    /// `status()`).
+    pub last_drop_ms: AtomicU64,
+    pub cap_drops_seen: AtomicU64,
+    pub last_success_ms: AtomicU64,
+    pub last_error: Mutex<Option<(String, u64)>>,
+}
+
+impl SenderCounters {
+    pub(crate) fn set_error(&self, msg: String) {
+        let mut e = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        *e = Some((msg, now_ms()));
+    }
+}
+
+/// One destination storage: its queue, client and counters.
+pub struct Storage {
+    id: String,
+    name: Option<String>,
+    redacted_url: String,
+    cfg: StorageConfig,
+    queue: Queue,
+    counters: SenderCounters,
+}
+
+impl Storage {
+    /// Opens the storage's queue under `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        cfg: &StorageConfig,
+        fsync: FsyncMode,
+    ) -> Result<Storage, ForwardError> {
+        let id = cfg.id();
+        let dir = data_dir.join("queues").join(&id);
+        let opts = Options {
+            max_bytes: (cfg.queue_max_bytes > 0).then_some(cfg.queue_max_bytes),
+            full_policy: match cfg.queue_full {
+                QueueFull::DropOldest => FullPolicy::DropOldest,
+                QueueFull::Reject => FullPolicy::Reject,
+            },
+            sync: match fsync {
+                FsyncMode::Always => SyncPolicy::Always,
+                FsyncMode::Interval => SyncPolicy::Interval(std::time::Duration::from_secs(1)),
+                FsyncMode::Never => SyncPolicy::Never,
+            },
+            ..Options::default()
+        };
+        let queue = Queue::open(&dir, opts).map_err(|source| ForwardError::Queue {
+            id: id.clone(),
+            url: cfg.redacted_url(),
+            source,
+        })?;
+        Ok(Storage {
+            name: cfg.name.clone(),
+            redacted_url: cfg.redacted_url(),
+            id,
+            cfg: cfg.clone(),
+            queue,
+            counters: SenderCounters::default(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The storage's queue (for tests and tools; the sender is its only reader).
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// A snapshot of the storage's figures.
+    pub fn status(&self) -> StorageStatus {
+        let q = self.queue.stats();
+        let c = &self.counters;
+        let now = now_ms();
+        if q.dropped_blocks > c.cap_drops_seen.swap(q.dropped_blocks, Ordering::Relaxed) {
+            c.last_drop_ms.store(now, Ordering::Relaxed);
+        }
+        let last_drop = c.last_drop_ms.load(Ordering::Relaxed);
+        let state = if c.retrying.load(Ordering::Relaxed) > 0 {
+            SenderState::Retrying
+        } else if last_drop > 0 && now.saturating_sub(last_drop) < 60_000 {
+            SenderState::Dropping
+        } else {
+            SenderState::Ok
+        };
+        let last_error = c
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let rejected_blocks = c.rejected_blocks.load(Ordering::Relaxed);
+        let last_success = c.last_success_ms.load(Ordering::Relaxed);
+        StorageStatus {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            url: self.redacted_url.clone(),
+            state,
+            pending_bytes: q.pending_bytes,
+            pending_blocks: q.pending_blocks,
+            oldest_pending_age_seconds: q
+                .oldest_pending_unix_ms
+                .map(|t| now.saturating_sub(t) as f64 / 1000.0)
+                .unwrap_or(0.0),
+            sent_blocks_total: c.sent_blocks.load(Ordering::Relaxed),
+            sent_bytes_total: c.sent_bytes.load(Ordering::Relaxed),
+            sent_samples_total: c.sent_samples.load(Ordering::Relaxed),
+            requests_total: c.requests.load(Ordering::Relaxed),
+            dropped_blocks_total: rejected_blocks + q.dropped_blocks,
+            dropped_samples_total: c.rejected_samples.load(Ordering::Relaxed) + q.dropped_items,
+            rejected_blocks_total: rejected_blocks,
+            cap_dropped_blocks_total: q.dropped_blocks,
+            cap_dropped_bytes_total: q.dropped_bytes,
+            corrupt_blocks_skipped_total: q.corrupt_blocks_skipped,
+            retries_total: c.retries.load(Ordering::Relaxed),
+            queue_write_errors_total: q.write_errors + q.sync_errors,
+            last_error: last_error.as_ref().map(|(m, _)| m.clone()),
+            last_error_unix_ms: last_error.map(|(_, t)| t),
+            last_success_unix_ms: (last_success > 0).then_some(last_success),
+        }
+    }
+}
+
+/// All storages, and the one entry through which data reaches their queues.
+pub struct Fanout {
+    storages: Vec<Arc<Storage>>,
+}
+
+impl Fanout {
+    /// Opens every storage's queue (`<data-dir>/queues/<id>/`).
+    pub fn open(cfg: &Config) -> Result<Fanout, ForwardError> {
+        let storages = cfg
+            .storages
+            .iter()
+            .map(|s| Storage::open(&cfg.data_dir, s, cfg.fsync).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fanout { storages })
+    }
+
+    pub fn storages(&self) -> &[Arc<Storage>] {
+        &self.storages
+    }
+
+    /// Queues one block (a snappy-compressed remote-write body, as received) for every storage.
+    /// `samples` is stored with it for the drop counters.
+    pub async fn push(&self, block: Bytes, samples: u32) -> Result<(), PushError> {
+        // Refuse up front when a `reject` queue is full, so a refused push leaves the others alone.
+        if let Some(st) = self
+            .storages
+            .iter()
+            .find(|st| !st.queue.would_accept(block.len()))
+        {
+            let stats = st.queue.stats();
+            return Err(PushError::Queue {
+                id: st.id.clone(),
+                source: QueueError::Full {
+                    pending_bytes: stats.pending_bytes,
+                    max_bytes: st.cfg.queue_max_bytes,
+                },
+            });
+        }
+        let storages = self.storages.clone();
+        let res = tokio::task::spawn_blocking(move || {
+            if storages.len() == 1 {
+                return append(&storages[0], &block, samples);
+            }
+            // Appends may wait for an fsync (`always`): do them side by side.
+            std::thread::scope(|s| {
+                let handles: Vec<_> = storages
+                    .iter()
+                    .map(|st| {
+                        let block = &block;
+                        s.spawn(move || append(st, block, samples))
+                    })
+                    .collect();
+                let mut out = Ok(());
+                for h in handles {
+                    let r = h.join().unwrap_or_else(|_| {
+                        Err(PushError::Queue {
+                            id: String::new(),
+                            source: QueueError::Io {
+                                op: "append",
+                                path: Default::default(),
+                                source: std::io::Error::other("append thread panicked"),
+                            },
+                        })
+                    });
+                    if out.is_ok() {
+                        out = r;
+                    }
+                }
+                out
+            })
+        })
+        .await;
+        match res {
+            Ok(r) => r,
+            Err(e) => Err(PushError::Queue {
+                id: String::new(),
+                source: QueueError::Io {
+                    op: "append",
+                    path: Default::default(),
+                    source: std::io::Error::other(e.to_string()),
+                },
+            }),
+        }
+    }
+
+    /// Starts every storage's sender; they stop when `shutdown` is cancelled.
+    pub fn spawn_senders(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, ForwardError> {
+        let mut handles = Vec::new();
+        for st in &self.storages {
+            let client = sender::build_client(&st.cfg).map_err(|reason| ForwardError::Client {
+                id: st.id.clone(),
+                url: st.redacted_url.clone(),
+                reason,
+            })?;
+            handles.extend(sender::spawn(Arc::clone(st), client, shutdown.clone()));
+        }
+        Ok(handles)
+    }
+
+    /// Flushes every queue (fsync per policy, persist positions).
+    pub fn flush(&self) {
+        for st in &self.storages {
+            if let Err(e) = st.queue.flush() {
+                tracing::warn!(storage = %st.id, error = %e, "flushing queue failed");
+            }
+        }
+    }
+}
+
+fn append(st: &Storage, block: &[u8], samples: u32) -> Result<(), PushError> {
+    st.queue
+        .append(block, samples)
+        .map_err(|source| match source {
+            QueueError::BlockTooLarge { len, .. } => PushError::TooLarge { len },
+            source => PushError::Queue {
+                id: st.id.clone(),
+                source,
+            },
+        })
+}

@@ -1,5 +1,176 @@
-//! Ingest: HTTP receive endpoints (being written).
+//! Ingest: the HTTP endpoints data arrives on.
+//!
+//! # Owns
+//! `POST /api/v1/write` (also `/api/v1/push` and the same under `/prometheus`): Prometheus
+//! remote-write 1.0, a snappy **block** compressed protobuf `WriteRequest`. Limits, decompression,
+//! validation, and the ingest counters ([`IngestMetrics`]).
+//!
+//! # Guarantees
+//! - 204 only after [`Fanout::push`] put the body in every storage's queue (design.md durability).
+//! - Validation before anything is queued: the declared decompressed length is bounded before
+//!   allocating, and one pass over the protobuf checks it is well-formed. Refusals: 400 undecodable,
+//!   413 over `--max-request-bytes` (compressed or decompressed), 415 unsupported Content-Encoding
+//!   or Content-Type, 503 when a queue cannot take the data. The body of each is one line.
+//!   A refused request leaves nothing in any queue (except a 503 from a disk failing half-way
+//!   through the storages, where those already written keep it: at-least-once).
+//! - Hot path: the body is queued as it came (no decode and re-encode), the decompression buffer
+//!   is reused per thread.
+//!
+//! # Must not
+//! Block on a slow storage: it only appends to queues; senders run on their own.
 
 pub mod metrics;
 
 pub use metrics::{IngestMetrics, IngestSnapshot, Reject, Source};
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tracing::warn;
+
+use crate::forward::{Fanout, PushError};
+use crate::prompb;
+
+/// A decompression buffer kept per thread is shrunk back when a request grew it past this.
+const KEEP_BUFFER_BYTES: usize = 16 << 20;
+
+thread_local! {
+    static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the ingest handlers need.
+pub struct IngestState {
+    /// Set once the queues are open; until then pushes get 503.
+    pub fanout: Arc<std::sync::OnceLock<Arc<Fanout>>>,
+    pub metrics: Arc<IngestMetrics>,
+    /// `--max-request-bytes`: limit on the compressed body and on its decompressed size.
+    pub max_request_bytes: usize,
+}
+
+/// The ingest routes.
+pub fn router(state: Arc<IngestState>) -> Router {
+    let limit = state.max_request_bytes;
+    Router::new()
+        .route("/api/v1/write", post(remote_write))
+        .route("/api/v1/push", post(remote_write))
+        .route("/prometheus/api/v1/write", post(remote_write))
+        .route("/prometheus/api/v1/push", post(remote_write))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A refusal: its status and one line saying why.
+fn refuse(m: &IngestMetrics, reason: Reject, why: impl std::fmt::Display) -> Response {
+    m.rejected(reason);
+    let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let line = why.to_string().replace(['\n', '\r'], " ");
+    (status, format!("{line}\n")).into_response()
+}
+
+async fn remote_write(
+    State(st): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = handle_remote_write(&st, &headers, body).await;
+    st.metrics.observe_duration(start.elapsed());
+    resp
+}
+
+async fn handle_remote_write(
+    st: &IngestState,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let m = &st.metrics;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim();
+        if !enc.eq_ignore_ascii_case("snappy") {
+            return refuse(
+                m,
+                Reject::UnsupportedMediaType,
+                format_args!(
+                    "Content-Encoding {enc:?} is not supported: remote-write bodies are snappy (block format)"
+                ),
+            );
+        }
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").trim();
+        let (mime, params) = ct.split_once(';').unwrap_or((ct, ""));
+        let v2 = params.contains("io.prometheus.write.v2");
+        if !mime.trim().eq_ignore_ascii_case("application/x-protobuf") || v2 {
+            return refuse(
+                m,
+                Reject::UnsupportedMediaType,
+                format_args!(
+                    "Content-Type {ct:?} is not supported: expected application/x-protobuf (remote-write 1.0)"
+                ),
+            );
+        }
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                m,
+                Reject::TooLarge,
+                format_args!(
+                    "request body is larger than --max-request-bytes ({} bytes)",
+                    st.max_request_bytes
+                ),
+            );
+        }
+        Err(e) => return refuse(m, Reject::BadBody, format_args!("reading the body: {e}")),
+    };
+    let checked = DECOMPRESSED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let res = prompb::decompress_bounded_into(&body, st.max_request_bytes, &mut buf)
+            .and_then(|()| prompb::validate_write_request(&buf));
+        if buf.capacity() > KEEP_BUFFER_BYTES {
+            *buf = Vec::new();
+        }
+        res
+    });
+    let summary = match checked {
+        Ok(s) => s,
+        Err(e) if e.is_too_large() => {
+            return refuse(
+                m,
+                Reject::TooLarge,
+                format_args!("{e} (--max-request-bytes {})", st.max_request_bytes),
+            );
+        }
+        Err(e) => return refuse(m, Reject::BadBody, e),
+    };
+    let Some(fanout) = st.fanout.get() else {
+        return refuse(
+            m,
+            Reject::QueueUnavailable,
+            "starting: the queues are being opened, retry shortly",
+        );
+    };
+    let samples = summary.samples + summary.histograms;
+    match fanout
+        .push(body, u32::try_from(samples).unwrap_or(u32::MAX))
+        .await
+    {
+        Ok(()) => {
+            m.accepted(Source::RemoteWrite, samples);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
+        Err(e) => {
+            warn!(error = %e, "push refused: a queue cannot take data");
+            refuse(m, Reject::QueueUnavailable, e)
+        }
+    }
+}

@@ -417,6 +417,19 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether an append of `len` bytes would be accepted now under [`FullPolicy::Reject`] (always
+    /// true for other policies). Lets a caller with several queues refuse before appending to any.
+    pub fn would_accept(&self, len: usize) -> bool {
+        let (Some(max), FullPolicy::Reject) =
+            (self.inner.opts.max_bytes, self.inner.opts.full_policy)
+        else {
+            return true;
+        };
+        let ack = lock(&self.inner.reader).ack;
+        let pending = pending_bytes(&lock(&self.inner.shared).chunks, ack);
+        pending + (FRAME_HEADER_LEN + len) as u64 <= max
+    }
+
     /// The next unread block, or `None` when the reader has caught up with the writer. Damaged
     /// regions and missing chunks on the way are skipped, counted and logged.
     pub fn read(&self) -> Result<Option<Block>, QueueError> {

@@ -1,0 +1,456 @@
+//! A storage's sender: reads its queue in order, merges consecutive blocks into one request (up to
+//! `max_block_bytes` of protobuf), POSTs it, retries what is retryable, acknowledges what the
+//! storage took, drops (block by block) what it refused for good.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Storage, now_ms};
+use crate::config::StorageConfig;
+use crate::prompb;
+use crate::queue::{Block, Queue};
+
+/// How long a send in progress may finish after shutdown was asked for.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// A storage's refusals are logged at most this often.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// The HTTP client for one storage, with its timeout and TLS settings.
+pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, String> {
+    // reqwest is built without a default TLS provider; install ring once for the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder()
+        .timeout(cfg.timeout)
+        .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &cfg.tls.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("tls ca_file {}: {e}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("tls ca_file {}: {e}", ca.display()))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        let mut pem =
+            std::fs::read(cert).map_err(|e| format!("tls cert_file {}: {e}", cert.display()))?;
+        pem.extend(std::fs::read(key).map_err(|e| format!("tls key_file {}: {e}", key.display()))?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("tls cert_file/key_file: {e}"))?;
+        b = b.identity(id);
+    }
+    if cfg.tls.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| format!("building HTTP client: {e}"))
+}
+
+/// The request URL (without user info) and the headers every request to this storage carries.
+fn request_parts(cfg: &StorageConfig) -> Result<(reqwest::Url, HeaderMap), String> {
+    let mut url = cfg.url.clone();
+    let mut h = HeaderMap::new();
+    h.insert("content-encoding", HeaderValue::from_static("snappy"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    h.insert(
+        "x-prometheus-remote-write-version",
+        HeaderValue::from_static("0.1.0"),
+    );
+    for (name, value) in &cfg.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("header name {name:?} is not valid"))?;
+        let mut value = HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("value of header {name} is not valid"))?;
+        value.set_sensitive(true);
+        h.insert(name, value);
+    }
+    let basic = if let Some(b) = &cfg.basic_auth {
+        Some((b.username.clone(), b.password.expose().to_string()))
+    } else if !url.username().is_empty() {
+        Some((
+            url.username().to_string(),
+            url.password().unwrap_or_default().to_string(),
+        ))
+    } else {
+        None
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let auth = if let Some((user, pass)) = basic {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        Some(format!("Basic {token}"))
+    } else {
+        cfg.bearer_token
+            .as_ref()
+            .map(|t| format!("Bearer {}", t.expose()))
+    };
+    if let Some(auth) = auth {
+        let mut v =
+            HeaderValue::from_str(&auth).map_err(|_| "credentials are not valid in a header")?;
+        v.set_sensitive(true);
+        h.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok((url, h))
+}
+
+/// Starts the storage's sender tasks (its `concurrency`, at least one).
+pub(crate) fn spawn(
+    storage: Arc<Storage>,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (url, headers) = match request_parts(&storage.cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            // Config validation should have caught this; keep the queue, report, do not send.
+            warn!(storage = %storage.id, error = %e, "cannot send to this storage");
+            storage.counters.set_error(e);
+            return Vec::new();
+        }
+    };
+    let shared = Arc::new(tokio::sync::Mutex::new(Batcher::default()));
+    let sender = Arc::new(Sender {
+        storage,
+        client,
+        url,
+        headers,
+        shutdown,
+        last_reject_log: std::sync::Mutex::new(None),
+    });
+    let n = sender.storage.cfg.concurrency.max(1);
+    (0..n)
+        .map(|_| {
+            let s = Arc::clone(&sender);
+            let b = Arc::clone(&shared);
+            tokio::spawn(async move { s.run(b).await })
+        })
+        .collect()
+}
+
+struct Sender {
+    storage: Arc<Storage>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    shutdown: CancellationToken,
+    last_reject_log: std::sync::Mutex<Option<Instant>>,
+}
+
+/// Consecutive blocks and the request body made of them.
+struct Batch {
+    blocks: Vec<Block>,
+    body: Bytes,
+    samples: u64,
+}
+
+/// Builds batches from the queue; shared by a storage's sender tasks so each batch is the next
+/// run of blocks in queue order.
+#[derive(Default)]
+struct Batcher {
+    /// A block read but not fitting the previous batch.
+    carry: Option<Block>,
+    raw: Vec<u8>,
+    one: Vec<u8>,
+    out: Vec<u8>,
+}
+
+enum Outcome {
+    Sent,
+    /// Refused for good (non-retryable 4xx), with the storage's reason.
+    Refused(String),
+    /// Shutdown came first; the blocks stay in the queue.
+    Shutdown,
+}
+
+impl Batcher {
+    fn next_batch(&mut self, q: &Queue, max_raw: usize) -> Option<Batch> {
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut raw_len = 0usize;
+        if let Some(b) = self.carry.take() {
+            raw_len += snap::raw::decompress_len(&b.payload).unwrap_or(0);
+            blocks.push(b);
+        }
+        while raw_len < max_raw {
+            match q.read() {
+                Ok(Some(b)) => {
+                    let len = snap::raw::decompress_len(&b.payload).unwrap_or(0);
+                    if !blocks.is_empty() && raw_len + len > max_raw {
+                        self.carry = Some(b);
+                        break;
+                    }
+                    raw_len += len;
+                    blocks.push(b);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(dir = %q.dir().display(), error = %e, "reading the queue failed");
+                    break;
+                }
+            }
+        }
+        if blocks.is_empty() {
+            return None;
+        }
+        let samples = blocks.iter().map(|b| u64::from(b.count)).sum();
+        if blocks.len() == 1 {
+            // The common case under light load: forward the body exactly as it came.
+            let body = blocks[0].payload.clone();
+            return Some(Batch {
+                blocks,
+                body,
+                samples,
+            });
+        }
+        self.raw.clear();
+        for b in &blocks {
+            // Ingest validated every block, and the queue's CRC guards it on disk.
+            match prompb::decompress_bounded_into(&b.payload, usize::MAX, &mut self.one) {
+                Ok(()) => prompb::merge_into(&mut self.raw, &self.one),
+                Err(e) => {
+                    warn!(dir = %q.dir().display(), error = %e, "queued block is not valid snappy; leaving it out")
+                }
+            }
+        }
+        prompb::compress_into(&self.raw, &mut self.out);
+        Some(Batch {
+            blocks,
+            body: Bytes::copy_from_slice(&self.out),
+            samples,
+        })
+    }
+}
+
+impl Sender {
+    async fn run(self: Arc<Self>, batcher: Arc<tokio::sync::Mutex<Batcher>>) {
+        let q = self.storage.queue();
+        let notify = q.notifier();
+        let max_raw = usize::try_from(self.storage.cfg.max_block_bytes).unwrap_or(usize::MAX);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let batch = {
+                let mut b = batcher.lock().await;
+                b.next_batch(q, max_raw)
+            };
+            let Some(batch) = batch else {
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = self.shutdown.cancelled() => return,
+                }
+                continue;
+            };
+            match self.send(batch.body.clone()).await {
+                Outcome::Sent => self.acknowledge(&batch.blocks, batch.body.len(), batch.samples),
+                Outcome::Shutdown => return,
+                Outcome::Refused(reason) if batch.blocks.len() == 1 => {
+                    self.drop_refused(&batch.blocks[0], &reason)
+                }
+                Outcome::Refused(_) => {
+                    // Find the refused pushes: send the batch's blocks one by one, as they came.
+                    for b in &batch.blocks {
+                        match self.send(b.payload.clone()).await {
+                            Outcome::Sent => self.acknowledge(
+                                std::slice::from_ref(b),
+                                b.payload.len(),
+                                u64::from(b.count),
+                            ),
+                            Outcome::Refused(reason) => self.drop_refused(b, &reason),
+                            Outcome::Shutdown => return,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn acknowledge(&self, blocks: &[Block], bytes: usize, samples: u64) {
+        let c = &self.storage.counters;
+        for b in blocks {
+            self.storage.queue().ack(b.id);
+        }
+        c.sent_blocks
+            .fetch_add(blocks.len() as u64, Ordering::Relaxed);
+        c.sent_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        c.sent_samples.fetch_add(samples, Ordering::Relaxed);
+        c.last_success_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn drop_refused(&self, b: &Block, reason: &str) {
+        let c = &self.storage.counters;
+        self.storage.queue().ack(b.id);
+        c.rejected_blocks.fetch_add(1, Ordering::Relaxed);
+        c.rejected_samples
+            .fetch_add(u64::from(b.count), Ordering::Relaxed);
+        c.last_drop_ms.store(now_ms(), Ordering::Relaxed);
+        c.set_error(reason.to_string());
+        let mut last = self
+            .last_reject_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY) {
+            *last = Some(Instant::now());
+            warn!(storage = %self.storage.id, samples = b.count, reason, "storage refused a block; dropped it (logged at most every 10s)");
+        }
+    }
+
+    /// Sends one body until the storage takes it, refuses it for good, or shutdown comes.
+    async fn send(&self, body: Bytes) -> Outcome {
+        let cfg = &self.storage.cfg;
+        let c = &self.storage.counters;
+        let mut backoff = cfg.min_backoff;
+        let mut retrying = false;
+        let outcome = loop {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+            let mut req = std::pin::pin!(
+                self.client
+                    .post(self.url.clone())
+                    .headers(self.headers.clone())
+                    .body(body.clone())
+                    .send()
+            );
+            let res = tokio::select! {
+                r = &mut req => r,
+                _ = self.shutdown.cancelled() => {
+                    // Let the request in flight finish briefly, so a clean stop sends no
+                    // duplicates; if it does not, its blocks stay queued for the next start.
+                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut req).await {
+                        Ok(r) => r,
+                        Err(_) => break Outcome::Shutdown,
+                    }
+                }
+            };
+            let (error, retry_after) = match res {
+                Ok(resp) if resp.status().is_success() => break Outcome::Sent,
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retry_after = parse_retry_after(resp.headers());
+                    let text = resp.text().await.unwrap_or_default();
+                    let reason = one_line(&format!("HTTP {}: {}", status.as_u16(), text.trim()));
+                    if status.as_u16() == 429 || status.is_server_error() {
+                        (reason, retry_after)
+                    } else {
+                        break Outcome::Refused(reason);
+                    }
+                }
+                Err(e) => (one_line(&error_chain(&e)), None),
+            };
+            c.retries.fetch_add(1, Ordering::Relaxed);
+            if !retrying {
+                retrying = true;
+                c.retrying.fetch_add(1, Ordering::Relaxed);
+                warn!(storage = %self.storage.id, url = %self.storage.redacted_url, error = %error, "sending failed; retrying with backoff");
+            }
+            c.set_error(error);
+            let wait = retry_after
+                .map(|d| d.min(MAX_RETRY_AFTER))
+                .unwrap_or_else(|| jitter(backoff));
+            backoff = (backoff * 2).min(cfg.max_backoff);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.cancelled() => break Outcome::Shutdown,
+            }
+        };
+        if retrying {
+            c.retrying.fetch_sub(1, Ordering::Relaxed);
+            if matches!(outcome, Outcome::Sent) {
+                info!(storage = %self.storage.id, "storage accepts data again");
+            }
+        }
+        outcome
+    }
+}
+
+/// Half the backoff plus a random part of the other half, so many relays do not retry in step.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from storages and is ignored).
+fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+fn one_line(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    if s.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_are_parsed() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn jitter_stays_between_half_and_full_backoff() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_millis(100));
+            assert!(j >= Duration::from_millis(50) && j <= Duration::from_millis(100));
+        }
+    }
+
+    #[test]
+    fn storage_answers_are_kept_to_one_line() {
+        assert_eq!(one_line("a\nb\r\nc"), "a b  c");
+        assert!(one_line(&"x".repeat(1000)).chars().count() <= 301);
+    }
+
+    #[test]
+    fn url_credentials_become_basic_auth_and_leave_the_url() {
+        let url = reqwest::Url::parse("http://user:secret@127.0.0.1:8428/api/v1/write").unwrap();
+        let cfg = StorageConfig::with_defaults(url, 0);
+        let (url, headers) = request_parts(&cfg).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8428/api/v1/write");
+        assert_eq!(
+            headers.get("authorization").unwrap(),
+            "Basic dXNlcjpzZWNyZXQ="
+        );
+        assert!(headers.get("authorization").unwrap().is_sensitive());
+        assert_eq!(headers.get("content-encoding").unwrap(), "snappy");
+        assert_eq!(
+            headers.get("x-prometheus-remote-write-version").unwrap(),
+            "0.1.0"
+        );
+    }
+}
