@@ -1,1 +1,433 @@
-//! Command-line flags and the YAML configuration file (being written).
+//! Configuration: command-line flags and the optional YAML file (`--config`), merged and validated
+//! into one [`Config`] at start-up.
+//!
+//! # Owns
+//! - The flags ([`Cli`], whose `--help` documents each flag, its default and a YAML example) and
+//!   the file format: the flags' settings under their names with `_`, plus `storages:` (the raw
+//!   structs in `file.rs` are the reference; unknown keys are errors).
+//! - Merging: a scalar flag given on the command line wins over the file, the file wins over the
+//!   default. `--remote-write-url` adds storages with default settings after the file's.
+//!   `--queue-max-bytes` (or the file's top-level `queue_max_bytes`) applies to storages that do
+//!   not set their own.
+//! - Validation, including reading secret files (`password_file`, `bearer_token_file`) into the
+//!   config and checking TLS files can be opened.
+//! - The storage id ([`StorageConfig::id`]): the frozen name of each queue directory.
+//!
+//! # Guarantees
+//! - Every failure is one [`ConfigError`] whose `Display` is one line naming where (the file and
+//!   line, or `command line`), the key or flag, and what is wrong.
+//! - A loaded `Config` is internally consistent: at least one storage, no two storages sharing a
+//!   queue directory, cluster member number below the member count, `min_backoff <= max_backoff`.
+//! - No password, token or header value appears in any `Debug` output ([`Secret`]), nor in
+//!   [`StorageConfig::redacted_url`] or any error message.
+//!
+//! # Must not
+//! - Be read by hot paths per request: callers copy what they need (sizes, durations, a built
+//!   `Authorization` header) into their own state at start-up.
+//! - Touch the queues or the network; the only I/O is reading the files the config names.
+//!
+//! # Use from the binary
+//! ```no_run
+//! let cfg = promrelay::config::Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+//! ```
+//! [`ConfigError::exit`] prints `--help`/`--version` to stdout with status 0 (clap's behaviour)
+//! and any error as one line on stderr with status 2.
+
+mod cli;
+mod error;
+mod file;
+mod storage;
+#[cfg(test)]
+mod tests;
+mod units;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+pub use cli::{Cli, FsyncMode, LogFormat};
+pub use error::{ConfigError, Place};
+pub use file::MAX_CONCURRENCY;
+pub use storage::{
+    BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
+    DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull, REDACTED, Secret,
+    StorageConfig, TlsConfig,
+};
+pub use units::{format_duration, format_size, parse_duration, parse_size};
+
+use error::one_line;
+use file::{FileConfig, Resolver};
+
+/// Everything promrelay needs to start, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address of the HTTP server (pushes and admin pages).
+    pub listen: SocketAddr,
+    /// Root of the on-disk state; queues live in `<data_dir>/queues/<storage id>/`.
+    pub data_dir: PathBuf,
+    /// When queue writes are fsynced.
+    pub fsync: FsyncMode,
+    /// Largest accepted push request body, in bytes.
+    pub max_request_bytes: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Destination storages, file entries first, then `--remote-write-url`s, in the order given.
+    /// Never empty; ids are unique.
+    pub storages: Vec<StorageConfig>,
+    /// Built-in scraper settings.
+    pub scrape: ScrapeConfig,
+    /// The `--config` file, if one was given (for reloads and the status page).
+    pub config_file: Option<PathBuf>,
+}
+
+/// Built-in scraper settings (the scraper itself parses the scrape config file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrapeConfig {
+    /// The Prometheus-style scrape configuration file; `None` means no scraping. Checked readable.
+    pub config_file: Option<PathBuf>,
+    /// How scrape targets are shared among promrelay instances.
+    pub cluster: ClusterConfig,
+}
+
+/// Sharding of scrape targets among instances: target `t` is scraped by the `replication_factor`
+/// members following `hash(t) % members_count`. Invariant: `member_num < members_count` and
+/// `1 <= replication_factor <= members_count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Number of instances, N >= 1.
+    pub members_count: u32,
+    /// This instance, 0..N-1.
+    pub member_num: u32,
+    /// Instances scraping each target, 1..=N.
+    pub replication_factor: u32,
+}
+
+impl Config {
+    /// Parses `args` (the first item is the program name, as in `std::env::args_os()`), reads the
+    /// `--config` file and any secret files it names, merges and validates.
+    ///
+    /// `--help` and `--version` come back as [`ConfigError::HelpOrVersion`]; see
+    /// [`ConfigError::exit`].
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command()
+            .try_get_matches_from(args)
+            .map_err(flag_error)?;
+        let cli = Cli::from_arg_matches(&matches).map_err(flag_error)?;
+        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let file = match &cli.config {
+            Some(path) => Some((path.clone(), file::load(path)?)),
+            None => None,
+        };
+        merge(&cli, &given, file)
+    }
+}
+
+/// Where a merged value came from, for messages that involve two settings.
+struct Origin {
+    place: Place,
+    key: String,
+}
+
+impl Origin {
+    fn flag(name: &str) -> Self {
+        Origin {
+            place: Place::CommandLine,
+            key: format!("--{name}"),
+        }
+    }
+}
+
+/// Combines the flags and the file: a flag typed on the command line wins, then the file, then
+/// the flag's default.
+fn merge(
+    cli: &Cli,
+    given: &dyn Fn(&str) -> bool,
+    file: Option<(PathBuf, FileConfig)>,
+) -> Result<Config, ConfigError> {
+    let (file_path, raw) = match file {
+        Some((path, raw)) => (Some(path), raw),
+        None => (None, FileConfig::default()),
+    };
+    let resolver = file_path.as_deref().map(|file| Resolver { file });
+
+    let pick = |id: &str, flag: u64, file: Option<u64>| match file {
+        Some(v) if !given(id) => v,
+        _ => flag,
+    };
+    let listen = match raw.listen {
+        Some(l) if !given("listen") => l.0,
+        _ => cli.listen,
+    };
+    let fsync = match raw.fsync {
+        Some(f) if !given("fsync") => f,
+        _ => cli.fsync,
+    };
+    let log_format = match raw.log_format {
+        Some(f) if !given("log_format") => f,
+        _ => cli.log_format,
+    };
+    let max_request_bytes = pick(
+        "max_request_bytes",
+        cli.max_request_bytes,
+        raw.max_request_bytes.map(|s| s.0),
+    );
+    let queue_max_bytes = pick(
+        "queue_max_bytes",
+        cli.queue_max_bytes,
+        raw.queue_max_bytes.map(|s| s.0),
+    );
+
+    let data_dir = match (&raw.data_dir, &resolver) {
+        (Some(d), Some(r)) if !given("data_dir") => {
+            if d.value.as_os_str().is_empty() {
+                return Err(invalid(r.place(d), "data_dir", "is empty"));
+            }
+            r.path(&d.value)
+        }
+        _ => {
+            if cli.data_dir.as_os_str().is_empty() {
+                return Err(invalid(Place::CommandLine, "--data-dir", "is empty"));
+            }
+            cli.data_dir.clone()
+        }
+    };
+
+    let scrape = scrape_config(cli, given, &raw, resolver.as_ref())?;
+
+    let mut storages = Vec::new();
+    // Storage id -> where it was first configured, to report both places of a duplicate.
+    let mut seen_ids: HashMap<String, String> = HashMap::new();
+    let mut seen_names: HashMap<String, String> = HashMap::new();
+    if let Some(r) = &resolver {
+        for (index, entry) in raw.storages.iter().enumerate() {
+            let storage = r.storage(index, entry, queue_max_bytes)?;
+            let here = format!("{} (storages[{index}].url)", r.place(&entry.url));
+            if let Some(name) = &storage.name
+                && let Some(first) = seen_names.insert(name.clone(), here.clone())
+            {
+                return Err(invalid(
+                    r.place(&entry.url),
+                    &format!("storages[{index}].name"),
+                    &format!("name {name:?} is already used by {first}"),
+                ));
+            }
+            check_unique(&mut seen_ids, &storage, here)?;
+            storages.push(storage);
+        }
+    }
+    for (index, url) in cli.remote_write_url.iter().enumerate() {
+        let storage = StorageConfig::with_defaults(url.clone(), queue_max_bytes);
+        check_unique(
+            &mut seen_ids,
+            &storage,
+            format!("--remote-write-url #{}", index + 1),
+        )?;
+        storages.push(storage);
+    }
+    if storages.is_empty() {
+        return Err(ConfigError::NoStorage);
+    }
+
+    Ok(Config {
+        listen,
+        data_dir,
+        fsync,
+        max_request_bytes,
+        log_format,
+        storages,
+        scrape,
+        config_file: file_path,
+    })
+}
+
+fn invalid(place: Place, key: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        place,
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Refuses a second storage with the same id: both would write one queue directory.
+fn check_unique(
+    seen: &mut HashMap<String, String>,
+    storage: &StorageConfig,
+    here: String,
+) -> Result<(), ConfigError> {
+    match seen.get(&storage.id()) {
+        Some(first) => Err(ConfigError::DuplicateUrl {
+            url: one_line(&storage.redacted_url()),
+            first: first.clone(),
+            second: here,
+        }),
+        None => {
+            seen.insert(storage.id(), here);
+            Ok(())
+        }
+    }
+}
+
+fn scrape_config(
+    cli: &Cli,
+    given: &dyn Fn(&str) -> bool,
+    raw: &FileConfig,
+    resolver: Option<&Resolver<'_>>,
+) -> Result<ScrapeConfig, ConfigError> {
+    // Each cluster setting with where it came from, so a conflict names both ends.
+    let setting = |id: &str, flag: u32, file: Option<(u32, Origin)>| match file {
+        Some(from_file) if !given(id) => from_file,
+        _ => {
+            let mut origin = Origin::flag(&id.replace('_', "-"));
+            if !given(id) {
+                origin.key.push_str(" (default)");
+            }
+            (flag, origin)
+        }
+    };
+    let from_file = |key: &str, value: u32, place: Place| {
+        (
+            value,
+            Origin {
+                place,
+                key: key.to_owned(),
+            },
+        )
+    };
+    let (count, count_origin) = setting(
+        "cluster_members_count",
+        cli.cluster_members_count,
+        raw.cluster_members_count
+            .as_ref()
+            .zip(resolver)
+            .map(|(v, r)| from_file("cluster_members_count", v.value.0, r.place(v))),
+    );
+    let (member, member_origin) = setting(
+        "cluster_member_num",
+        cli.cluster_member_num,
+        raw.cluster_member_num
+            .as_ref()
+            .zip(resolver)
+            .map(|(v, r)| from_file("cluster_member_num", v.value.0, r.place(v))),
+    );
+    let (replication, replication_origin) = setting(
+        "cluster_replication_factor",
+        cli.cluster_replication_factor,
+        raw.cluster_replication_factor
+            .as_ref()
+            .zip(resolver)
+            .map(|(v, r)| from_file("cluster_replication_factor", v.value.0, r.place(v))),
+    );
+    if member >= count {
+        return Err(ConfigError::Invalid {
+            place: member_origin.place,
+            key: member_origin.key,
+            reason: format!(
+                "member {member} does not exist: {} is {count}, so members are numbered 0 to {}",
+                count_origin.key,
+                count - 1
+            ),
+        });
+    }
+    if replication > count {
+        return Err(ConfigError::Invalid {
+            place: replication_origin.place,
+            key: replication_origin.key,
+            reason: format!(
+                "{replication} is more than {} ({count}): a target cannot be scraped by more members than exist",
+                count_origin.key
+            ),
+        });
+    }
+
+    let config_file = match (&raw.scrape_config, resolver) {
+        (Some(f), Some(r)) if !given("scrape_config") => {
+            let path = r.path(&f.value);
+            check_readable(&path).map_err(|reason| ConfigError::Invalid {
+                place: r.place(f),
+                key: "scrape_config".to_owned(),
+                reason,
+            })?;
+            Some(path)
+        }
+        _ => match &cli.scrape_config {
+            Some(path) => {
+                check_readable(path).map_err(|reason| ConfigError::Invalid {
+                    place: Place::CommandLine,
+                    key: "--scrape-config".to_owned(),
+                    reason,
+                })?;
+                Some(path.clone())
+            }
+            None => None,
+        },
+    };
+
+    Ok(ScrapeConfig {
+        config_file,
+        cluster: ClusterConfig {
+            members_count: count,
+            member_num: member,
+            replication_factor: replication,
+        },
+    })
+}
+
+/// Checks that `path` is a regular file that can be opened; the error is one line naming it.
+fn check_readable(path: &Path) -> Result<(), String> {
+    let shown = one_line(&path.display().to_string());
+    match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(format!("{shown} is not a regular file")),
+        Err(e) => Err(format!("cannot read {shown}: {e}")),
+    }
+}
+
+/// Turns a clap error into [`ConfigError`]: help and version pass through for clap to print;
+/// real errors become one line (clap's own rendering spans several, with usage and tips).
+fn flag_error(e: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use std::error::Error as _;
+
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return ConfigError::HelpOrVersion(e);
+    }
+    let flag = match e.get(ContextKind::InvalidArg) {
+        // "--queue-max-bytes <SIZE>" -> "--queue-max-bytes"
+        Some(ContextValue::String(arg)) => arg.split(' ').next().map(str::to_owned),
+        _ => None,
+    };
+    let mut message = match (e.kind(), &flag, e.source()) {
+        // Our own value parsers already say what is wrong and echo the value safely
+        // (without passwords); clap's first line would echo the raw value.
+        (ErrorKind::ValueValidation, Some(flag), Some(source)) => format!("{flag}: {source}"),
+        _ => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            first.strip_prefix("error: ").unwrap_or(first).to_owned()
+        }
+    };
+    if let Some(ContextValue::Strings(values)) = e.get(ContextKind::ValidValue)
+        && !values.is_empty()
+    {
+        message.push_str(&format!(" (possible values: {})", values.join(", ")));
+    }
+    for kind in [ContextKind::SuggestedArg, ContextKind::SuggestedValue] {
+        if let Some(ContextValue::String(s)) = e.get(kind) {
+            message.push_str(&format!(" (did you mean '{s}'?)"));
+        }
+    }
+    ConfigError::Flag(one_line(&message))
+}

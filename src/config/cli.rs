@@ -1,0 +1,258 @@
+//! The command-line flags ([`Cli`]) and the text of `promrelay --help`.
+//!
+//! Defaults live in the `default_value` attributes so `--help` shows them; which flags the user
+//! actually typed is read from clap's `ValueSource`, because a flag overrides the file only when
+//! given explicitly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use url::Url;
+
+use super::units::{parse_count, parse_listen, parse_member_num};
+
+/// How often queue writes are fsynced to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    /// Fsync before answering each push (concurrent pushes share one fsync): survives power loss.
+    Always,
+    /// Fsync every second and at shutdown: survives a process crash; power loss may lose ~1s.
+    #[default]
+    Interval,
+    /// Leave flushing to the OS: survives a process crash only.
+    Never,
+}
+
+/// Format of log lines on stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The minimal configuration file shown in `--help`; a test loads it, so it stays valid.
+macro_rules! example_yaml {
+    () => {
+        "  storages:
+    - url: http://vminsert:8480/insert/0/prometheus/api/v1/write
+    - name: mimir
+      url: https://mimir.example.com/api/v1/push
+      headers: {X-Scope-OrgID: team-a}
+      bearer_token_file: /run/secrets/mimir-token
+      queue_max_bytes: 4GiB
+"
+    };
+}
+
+#[cfg(test)]
+pub(crate) const EXAMPLE_YAML: &str = example_yaml!();
+
+const AFTER_HELP: &str = concat!(
+    "Config file (--config FILE), a minimal example:\n\n",
+    example_yaml!(),
+    "
+The file may also hold every flag above under its name with '_' (listen, data_dir, fsync,
+queue_max_bytes, max_request_bytes, log_format, scrape_config, cluster_members_count,
+cluster_member_num, cluster_replication_factor); a flag given on the command line wins.
+--remote-write-url adds storages with default settings to the file's list.
+Per storage: name, url, headers, basic_auth {username, password | password_file},
+bearer_token | bearer_token_file, tls {ca_file, cert_file, key_file, insecure_skip_verify},
+queue_max_bytes, queue_full (drop_oldest | reject, default drop_oldest), concurrency (1),
+max_block_bytes (8MiB), timeout (30s), min_backoff (30ms), max_backoff (5s).
+Paths in the file are relative to the file's directory. Unknown keys are errors.
+Sizes: 512MiB, 64KiB, 1GiB (powers of 1024), 32MB, 1.5GB (powers of 1000), 1000000 (bytes).
+Durations: 100ms, 30s, 1m30s, 5m, 1h."
+);
+
+/// promrelay's command-line flags.
+///
+/// Use [`super::Config::from_args`] rather than parsing this directly: it also reads the file,
+/// merges and validates. It is public so the binary can build shell completions or man pages
+/// from `<Cli as clap::CommandFactory>::command()`.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "promrelay",
+    version,
+    about = "Disk-durable forwarding proxy for Prometheus remote-write: receives pushes, keeps one disk queue per destination storage, forwards from the queues.",
+    long_about = None,
+    after_help = AFTER_HELP,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Address for pushes and admin pages: IP:PORT, or :PORT for all interfaces
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8431", value_parser = parse_listen)]
+    pub listen: SocketAddr,
+
+    /// Directory for the disk queues (one per storage, under queues/)
+    #[arg(long, value_name = "DIR", default_value = "./promrelay-data")]
+    pub data_dir: PathBuf,
+
+    /// YAML file with settings and storages (see below); flags given here win over it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// When to fsync queue writes
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = FsyncMode::Interval)]
+    pub fsync: FsyncMode,
+
+    /// Largest accepted push request body; bigger pushes get 413
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_positive_size)]
+    pub max_request_bytes: u64,
+
+    /// Log line format on stderr
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Storage to forward to, e.g. http://vminsert:8480/insert/0/prometheus/api/v1/write; repeat for more
+    #[arg(long, value_name = "URL", value_parser = parse_storage_url, help_heading = "Storages")]
+    pub remote_write_url: Vec<Url>,
+
+    /// Disk queue cap per storage, unless the file sets one; beyond it the oldest data is dropped
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_positive_size, help_heading = "Storages")]
+    pub queue_max_bytes: u64,
+
+    /// Scrape configuration file (Prometheus scrape_configs) for the built-in scraper
+    #[arg(long, value_name = "FILE", help_heading = "Scraping")]
+    pub scrape_config: Option<PathBuf>,
+
+    /// Number of promrelay instances sharing the scrape targets
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_positive_count, help_heading = "Scraping")]
+    pub cluster_members_count: u32,
+
+    /// This instance's number, 0..N-1, or a name ending in -K such as the pod name promrelay-2
+    #[arg(long, value_name = "K", default_value = "0", value_parser = parse_member_num, help_heading = "Scraping")]
+    pub cluster_member_num: u32,
+
+    /// How many instances scrape each target (1 <= R <= N)
+    #[arg(long, value_name = "R", default_value = "1", value_parser = parse_positive_count, help_heading = "Scraping")]
+    pub cluster_replication_factor: u32,
+}
+
+fn parse_positive_size(s: &str) -> Result<u64, String> {
+    s.parse::<super::units::PositiveSize>().map(|p| p.0)
+}
+
+fn parse_positive_count(s: &str) -> Result<u32, String> {
+    parse_count(s, 1)
+}
+
+/// Parses and checks a storage URL: `http` or `https`, with a host.
+pub(crate) fn parse_storage_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text.trim())
+        .map_err(|e| format!("invalid URL {:?}: {e}", mask_userinfo(text)))?;
+    let shown = super::storage::redact_url(&url);
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "invalid URL {shown:?}: scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("invalid URL {shown:?}: no host"));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "invalid URL {shown:?}: a #fragment is never sent to the server; remove it"
+        ));
+    }
+    Ok(url)
+}
+
+/// `text` with anything between `://` and the last `@` masked, for echoing a URL that did not
+/// parse (and so cannot be redacted structurally) without echoing its password.
+fn mask_userinfo(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_owned();
+    };
+    match text[start..].rfind('@') {
+        Some(at) => format!(
+            "{}{}{}",
+            &text[..start],
+            super::storage::REDACTED,
+            &text[start + at..]
+        ),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_shows_every_flag_with_its_default_and_the_yaml_example() {
+        // Unwrapped, so the test does not depend on the terminal it runs in.
+        let help = Cli::command().term_width(0).render_help().to_string();
+        for expected in [
+            "--listen <ADDR>",
+            "[default: 127.0.0.1:8431]",
+            "[default: ./promrelay-data]",
+            "--remote-write-url <URL>",
+            "--fsync <MODE>",
+            "[default: interval]",
+            "--queue-max-bytes <SIZE>",
+            "[default: 1GiB]",
+            "--max-request-bytes <SIZE>",
+            "[default: 32MiB]",
+            "--log-format <FORMAT>",
+            "[default: text]",
+            "--config <FILE>",
+            "--scrape-config <FILE>",
+            "--cluster-members-count <N>",
+            "--cluster-member-num <K>",
+            "--cluster-replication-factor <R>",
+            "storages:",
+            "- url: http://vminsert:8480",
+        ] {
+            assert!(help.contains(expected), "help lacks {expected:?}:\n{help}");
+        }
+    }
+
+    #[test]
+    fn help_defaults_match_the_constants_used_by_the_file() {
+        let cli = Cli::try_parse_from(["promrelay"]).unwrap();
+        assert_eq!(
+            cli.queue_max_bytes,
+            super::super::storage::DEFAULT_QUEUE_MAX_BYTES
+        );
+        assert_eq!(cli.max_request_bytes, 32 << 20);
+        assert_eq!(cli.fsync, FsyncMode::default());
+        assert_eq!(cli.log_format, LogFormat::default());
+    }
+
+    #[test]
+    fn storage_url_must_be_http_or_https_with_a_host() {
+        assert!(parse_storage_url("http://vm:8428/api/v1/write").is_ok());
+        assert!(parse_storage_url("https://vm/api/v1/push").is_ok());
+        assert!(
+            parse_storage_url("ftp://vm/x")
+                .unwrap_err()
+                .contains("http or https")
+        );
+        assert!(parse_storage_url("vm:8428/api/v1/write").is_err());
+        assert!(parse_storage_url("http://").is_err());
+        assert!(parse_storage_url("not a url").is_err());
+    }
+
+    #[test]
+    fn storage_url_error_does_not_show_the_password() {
+        let err = parse_storage_url("ftp://u:hunter2@vm/x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse_storage_url("http://u:hunter2@vm:99999/x").unwrap_err();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
