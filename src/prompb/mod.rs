@@ -1,145 +1,64 @@
 //! The Prometheus remote-write 1.0 wire format: protobuf messages and the snappy block framing.
 //!
 //! Owns: hand-written prost structs that mirror `prompb/types.proto` and `prompb/remote.proto` of
-//! Prometheus (field numbers are the contract; never renumber), so the project needs no protoc.
-//! Must not: know about queues, HTTP or storages.
+//! Prometheus (field numbers are the contract; never renumber), so the project needs no protoc;
+//! the one-pass validator of decompressed bodies; snappy block (de)compression with size bounds;
+//! the error type ingest turns into HTTP 400/413 answers.
+//!
+//! Guarantees:
+//! - Whatever [`validate_write_request`] accepts, `prost::Message::decode` into [`WriteRequest`]
+//!   accepts too, and the [`WriteSummary`] counts match the decoded message. The validator walks
+//!   the wire format once and allocates nothing: ingest validates every push without decoding it.
+//! - [`decompress_bounded`] refuses a body whose declared size is above the limit before it
+//!   allocates ([`WireError::is_too_large`], HTTP 413), and refuses the snappy framing format with
+//!   its own error.
+//! - Concatenating two serialized `WriteRequest`s yields one `WriteRequest` holding the series and
+//!   metadata of both, in order (every field of `WriteRequest` is repeated, and protobuf merges a
+//!   repeated field by appending). [`merge_into`] is how the sender batches small pushes: concatenate
+//!   decompressed bodies, compress once.
+//!
+//! Must not: know about queues, HTTP or storages; panic on any input bytes.
+//!
+//! # Layout
+//! - `types`: the prost structs ([`WriteRequest`], [`TimeSeries`], ...).
+//! - `validate`: [`validate_write_request`] and [`WriteSummary`].
+//! - `snappy`: [`decompress_bounded`], [`compress`] and their buffer-reusing variants.
+//! - `error`: [`WireError`].
+//! - `example`: [`example_write_request`], realistic load for tests and benchmarks.
 
-/// `prometheus.WriteRequest`: the body of a remote-write push (after snappy decompression).
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub timeseries: Vec<TimeSeries>,
-    // Field 2 is reserved in the upstream schema.
-    #[prost(message, repeated, tag = "3")]
-    pub metadata: Vec<MetricMetadata>,
+mod error;
+mod example;
+mod snappy;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod validate_tests;
+
+pub use error::WireError;
+pub use example::example_write_request;
+pub use snappy::{
+    FRAMED_SNAPPY_MAGIC, compress, compress_into, decompress_bounded, decompress_bounded_into,
+};
+pub use types::*;
+pub use validate::{WriteSummary, validate_write_request};
+
+/// Appends one decompressed, valid `WriteRequest` to `out`, so that `out` holds one
+/// `WriteRequest` with the series and metadata of everything appended so far, in order.
+///
+/// This is plain concatenation: protobuf merges a repeated field by appending, and every field of
+/// `WriteRequest` is repeated. Both sides must already be valid (ingest validated them); the merge
+/// of an invalid body is invalid.
+pub fn merge_into(out: &mut Vec<u8>, decompressed: &[u8]) {
+    out.extend_from_slice(decompressed);
 }
 
-/// `prometheus.TimeSeries`: one series (its labels) with its samples, exemplars and native histograms.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TimeSeries {
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<Label>,
-    #[prost(message, repeated, tag = "2")]
-    pub samples: Vec<Sample>,
-    #[prost(message, repeated, tag = "3")]
-    pub exemplars: Vec<Exemplar>,
-    #[prost(message, repeated, tag = "4")]
-    pub histograms: Vec<Histogram>,
-}
-
-/// `prometheus.Label`: one name/value pair. Also the label type the relabel and scrape parts use.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, prost::Message)]
-pub struct Label {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
-
-impl Label {
-    /// A label from anything string-like.
-    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label {
-            name: name.into(),
-            value: value.into(),
-        }
-    }
-}
-
-/// `prometheus.Sample`: a float value at a millisecond Unix timestamp.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Sample {
-    #[prost(double, tag = "1")]
-    pub value: f64,
-    #[prost(int64, tag = "2")]
-    pub timestamp: i64,
-}
-
-/// `prometheus.Exemplar`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Exemplar {
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<Label>,
-    #[prost(double, tag = "2")]
-    pub value: f64,
-    #[prost(int64, tag = "3")]
-    pub timestamp: i64,
-}
-
-/// `prometheus.Histogram`: a native (sparse) histogram sample.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Histogram {
-    #[prost(oneof = "histogram::Count", tags = "1, 2")]
-    pub count: Option<histogram::Count>,
-    #[prost(double, tag = "3")]
-    pub sum: f64,
-    #[prost(sint32, tag = "4")]
-    pub schema: i32,
-    #[prost(double, tag = "5")]
-    pub zero_threshold: f64,
-    #[prost(oneof = "histogram::ZeroCount", tags = "6, 7")]
-    pub zero_count: Option<histogram::ZeroCount>,
-    #[prost(message, repeated, tag = "8")]
-    pub negative_spans: Vec<BucketSpan>,
-    #[prost(sint64, repeated, tag = "9")]
-    pub negative_deltas: Vec<i64>,
-    #[prost(double, repeated, tag = "10")]
-    pub negative_counts: Vec<f64>,
-    #[prost(message, repeated, tag = "11")]
-    pub positive_spans: Vec<BucketSpan>,
-    #[prost(sint64, repeated, tag = "12")]
-    pub positive_deltas: Vec<i64>,
-    #[prost(double, repeated, tag = "13")]
-    pub positive_counts: Vec<f64>,
-    #[prost(int32, tag = "14")]
-    pub reset_hint: i32,
-    #[prost(int64, tag = "15")]
-    pub timestamp: i64,
-    #[prost(double, repeated, tag = "16")]
-    pub custom_values: Vec<f64>,
-}
-
-/// The `oneof` members of [`Histogram`].
-pub mod histogram {
-    /// `oneof count`: integer histograms use `CountInt`, float histograms `CountFloat`.
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum Count {
-        #[prost(uint64, tag = "1")]
-        CountInt(u64),
-        #[prost(double, tag = "2")]
-        CountFloat(f64),
-    }
-
-    /// `oneof zero_count`.
-    #[derive(Clone, PartialEq, prost::Oneof)]
-    pub enum ZeroCount {
-        #[prost(uint64, tag = "6")]
-        ZeroCountInt(u64),
-        #[prost(double, tag = "7")]
-        ZeroCountFloat(f64),
-    }
-}
-
-/// `prometheus.BucketSpan`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct BucketSpan {
-    #[prost(sint32, tag = "1")]
-    pub offset: i32,
-    #[prost(uint32, tag = "2")]
-    pub length: u32,
-}
-
-/// `prometheus.MetricMetadata`.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct MetricMetadata {
-    /// `MetricType` enum: 0 unknown, 1 counter, 2 gauge, 3 histogram, 4 gaugehistogram, 5 summary,
-    /// 6 info, 7 stateset.
-    #[prost(int32, tag = "1")]
-    pub r#type: i32,
-    #[prost(string, tag = "2")]
-    pub metric_family_name: String,
-    #[prost(string, tag = "4")]
-    pub help: String,
-    #[prost(string, tag = "5")]
-    pub unit: String,
+/// Decodes a decompressed body into a [`WriteRequest`] (for the parts that need the series
+/// themselves, such as relabelling). Ingest does not need this: it validates and forwards bytes.
+pub fn decode_write_request(buf: &[u8]) -> Result<WriteRequest, WireError> {
+    Ok(<WriteRequest as prost::Message>::decode(buf)?)
 }

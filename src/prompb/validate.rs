@@ -1,0 +1,492 @@
+//! One-pass, allocation-free validation of a decompressed `WriteRequest`.
+//!
+//! Guarantees: whatever [`validate_write_request`] accepts, `prost::Message::decode` into
+//! [`WriteRequest`](super::WriteRequest) accepts too, and the returned [`WriteSummary`] equals
+//! [`WriteSummary::of`] the decoded message. The validator is stricter than prost in one place
+//! only: it refuses groups (wire types 3 and 4) even in unknown fields, which remote-write never
+//! sends. Unknown fields with wire types 0, 1, 2 and 5 are skipped, as proto3 asks.
+//!
+//! How it mirrors prost 0.14 (`prost::encoding`): a varint's 10th byte must be 0 or 1; a key must
+//! fit in 32 bits and have a non-zero field number; a known field must have its schema's wire type
+//! (repeated numeric fields accept their scalar type or the packed, length-delimited form); a
+//! nested message, string or packed run must end exactly inside its parent; strings must be UTF-8.
+//!
+//! Speed: labels and samples are nearly all of a push, so their usual encodings
+//! (`0a n name 12 m value` in ASCII; `09 <double> 10 <varint>`) are recognised with a few compares
+//! and one word-at-a-time ASCII scan; anything else goes through the general field loop, which
+//! accepts exactly the same messages (pinned by tests against prost).
+//!
+//! Must not: allocate, or decode values it does not need (timestamps and floats are only skipped).
+
+use super::{WireError, WriteRequest};
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// `TimeSeries.labels` (field 1, length-delimited) as its one-byte key.
+const LABELS_KEY: u8 = (1 << 3) | LEN;
+/// `TimeSeries.samples` (field 2, length-delimited) as its one-byte key.
+const SAMPLES_KEY: u8 = (2 << 3) | LEN;
+
+/// What a valid `WriteRequest` holds, counted while validating.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// `TimeSeries` messages.
+    pub series: u64,
+    /// Float samples, over all series.
+    pub samples: u64,
+    /// Exemplars, over all series.
+    pub exemplars: u64,
+    /// Native histogram samples, over all series.
+    pub histograms: u64,
+    /// `MetricMetadata` messages.
+    pub metadata: u64,
+}
+
+impl WriteSummary {
+    /// The counts of an already decoded request (for requests built in memory, like the scraper's).
+    pub fn of(req: &WriteRequest) -> Self {
+        let mut summary = WriteSummary {
+            series: req.timeseries.len() as u64,
+            metadata: req.metadata.len() as u64,
+            ..WriteSummary::default()
+        };
+        for ts in &req.timeseries {
+            summary.samples += ts.samples.len() as u64;
+            summary.exemplars += ts.exemplars.len() as u64;
+            summary.histograms += ts.histograms.len() as u64;
+        }
+        summary
+    }
+}
+
+/// Checks that `buf` (a decompressed remote-write body) is a `WriteRequest` that prost decodes,
+/// and counts what it holds, in one pass without allocating.
+///
+/// Refuses truncated data, malformed varints, lengths past the end of their message, field number
+/// 0, wire types 3, 4, 6 and 7, a known field with the wrong wire type, and label names, label
+/// values or metadata strings that are not UTF-8. The error's offset counts from the start of
+/// `buf`.
+pub fn validate_write_request(buf: &[u8]) -> Result<WriteSummary, WireError> {
+    let mut summary = WriteSummary::default();
+    let mut r = Reader::new(buf, 0);
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => {
+                time_series(r.message(f, "WriteRequest.timeseries")?, &mut summary)?;
+                summary.series += 1;
+            }
+            3 => {
+                metric_metadata(r.message(f, "WriteRequest.metadata")?)?;
+                summary.metadata += 1;
+            }
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(summary)
+}
+
+fn time_series(mut r: Reader<'_>, summary: &mut WriteSummary) -> Result<(), WireError> {
+    loop {
+        // Labels and samples are nearly all a series holds: test their one-byte keys first,
+        // before the general key decoding and dispatch.
+        match r.data.get(r.pos) {
+            Some(&LABELS_KEY) => {
+                r.pos += 1;
+                label(r.len_delimited()?)?;
+                continue;
+            }
+            Some(&SAMPLES_KEY) => {
+                r.pos += 1;
+                sample(r.len_delimited()?)?;
+                summary.samples += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(f) = r.next_field()? else {
+            return Ok(());
+        };
+        match f.number {
+            1 => label(r.message(f, "TimeSeries.labels")?)?,
+            2 => {
+                sample(r.message(f, "TimeSeries.samples")?)?;
+                summary.samples += 1;
+            }
+            3 => {
+                exemplar(r.message(f, "TimeSeries.exemplars")?)?;
+                summary.exemplars += 1;
+            }
+            4 => {
+                histogram(r.message(f, "TimeSeries.histograms")?)?;
+                summary.histograms += 1;
+            }
+            _ => r.skip(f)?,
+        }
+    }
+}
+
+#[inline(always)]
+fn label(r: Reader<'_>) -> Result<(), WireError> {
+    // Fast path for how every sender encodes a label: `0a <n> name 12 <m> value`, all ASCII
+    // (which also makes both lengths one-byte varints). ASCII bytes are valid UTF-8, so one
+    // word-at-a-time scan checks both strings.
+    if let [0x0a, name_len, rest @ ..] = r.data {
+        let name_len = usize::from(*name_len);
+        if let Some([0x12, value_len, value @ ..]) = rest.get(name_len..)
+            && usize::from(*value_len) == value.len()
+            && r.data.is_ascii()
+        {
+            return Ok(());
+        }
+    }
+    label_fields(r)
+}
+
+#[inline(never)]
+fn label_fields(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.string(f, "Label.name")?,
+            2 => r.string(f, "Label.value")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn sample(r: Reader<'_>) -> Result<(), WireError> {
+    // Fast path for the usual encoding: `09 <8-byte value> 10 <timestamp varint>`, the varint
+    // ending exactly at the end of the message and at most 8 bytes long (so it cannot overflow).
+    if let [0x09, _, _, _, _, _, _, _, _, 0x10, timestamp @ ..] = r.data
+        && (1..=8).contains(&timestamp.len())
+        && ends_with_one_varint(r.data, timestamp.len())
+    {
+        return Ok(());
+    }
+    sample_fields(r)
+}
+
+/// True when the last `n` bytes (1 to 8) of `data` (at least 8 bytes long) are exactly one
+/// varint: `n - 1` bytes with the continuation bit set, then one without. One 8-byte load instead
+/// of a loop over the bytes.
+#[inline(always)]
+fn ends_with_one_varint(data: &[u8], n: usize) -> bool {
+    let Some(tail) = data.last_chunk::<8>() else {
+        return false;
+    };
+    let word = u64::from_le_bytes(*tail);
+    // The continuation bits of bytes 8-n..=6 of the word (little-endian: byte 7 is the last).
+    let continuation = 0x0080_8080_8080_8080_u64 & !((1_u64 << (8 * (8 - n))) - 1);
+    word & (continuation | 0x8000_0000_0000_0000) == continuation
+}
+
+#[inline(never)]
+fn sample_fields(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.fixed64(f, "Sample.value")?,
+            2 => r.varint_field(f, "Sample.timestamp")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+fn exemplar(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => label(r.message(f, "Exemplar.labels")?)?,
+            2 => r.fixed64(f, "Exemplar.value")?,
+            3 => r.varint_field(f, "Exemplar.timestamp")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+fn histogram(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.varint_field(f, "Histogram.count_int")?,
+            2 => r.fixed64(f, "Histogram.count_float")?,
+            3 => r.fixed64(f, "Histogram.sum")?,
+            4 => r.varint_field(f, "Histogram.schema")?,
+            5 => r.fixed64(f, "Histogram.zero_threshold")?,
+            6 => r.varint_field(f, "Histogram.zero_count_int")?,
+            7 => r.fixed64(f, "Histogram.zero_count_float")?,
+            8 => bucket_span(r.message(f, "Histogram.negative_spans")?)?,
+            9 => r.repeated_varint(f, "Histogram.negative_deltas")?,
+            10 => r.repeated_fixed64(f, "Histogram.negative_counts")?,
+            11 => bucket_span(r.message(f, "Histogram.positive_spans")?)?,
+            12 => r.repeated_varint(f, "Histogram.positive_deltas")?,
+            13 => r.repeated_fixed64(f, "Histogram.positive_counts")?,
+            14 => r.varint_field(f, "Histogram.reset_hint")?,
+            15 => r.varint_field(f, "Histogram.timestamp")?,
+            16 => r.repeated_fixed64(f, "Histogram.custom_values")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+fn bucket_span(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.varint_field(f, "BucketSpan.offset")?,
+            2 => r.varint_field(f, "BucketSpan.length")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+fn metric_metadata(mut r: Reader<'_>) -> Result<(), WireError> {
+    while let Some(f) = r.next_field()? {
+        match f.number {
+            1 => r.varint_field(f, "MetricMetadata.type")?,
+            2 => r.string(f, "MetricMetadata.metric_family_name")?,
+            4 => r.string(f, "MetricMetadata.help")?,
+            5 => r.string(f, "MetricMetadata.unit")?,
+            _ => r.skip(f)?,
+        }
+    }
+    Ok(())
+}
+
+/// A field key: its number, wire type, and where it starts (for error offsets).
+#[derive(Clone, Copy)]
+struct Key {
+    number: u32,
+    wire: u8,
+    offset: usize,
+}
+
+/// A cursor over one message's bytes. `base` is where `data` starts in the whole request, so
+/// errors report offsets into the request, not into the nested message.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    base: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8], base: usize) -> Self {
+        Reader { data, pos: 0, base }
+    }
+
+    /// The next field's key, or `None` at the end of the message.
+    #[inline(always)]
+    fn next_field(&mut self) -> Result<Option<Key>, WireError> {
+        let start = self.pos;
+        let Some(&first) = self.data.get(start) else {
+            return Ok(None);
+        };
+        let offset = self.base + start;
+        let key = if first < 0x80 {
+            self.pos = start + 1;
+            u64::from(first)
+        } else {
+            let key = self.varint_multi()?;
+            if key > u64::from(u32::MAX) {
+                return Err(WireError::InvalidFieldNumber { offset });
+            }
+            key
+        };
+        let wire = (key & 7) as u8;
+        let number = (key >> 3) as u32;
+        if number == 0 {
+            return Err(WireError::InvalidFieldNumber { offset });
+        }
+        if !matches!(wire, VARINT | FIXED64 | LEN | FIXED32) {
+            return Err(WireError::UnsupportedWireType {
+                offset,
+                wire_type: wire,
+            });
+        }
+        Ok(Some(Key {
+            number,
+            wire,
+            offset,
+        }))
+    }
+
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, WireError> {
+        match self.data.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_multi(),
+        }
+    }
+
+    /// A varint of any length; as prost, at most 10 bytes, the 10th being 0 or 1.
+    #[inline]
+    fn varint_multi(&mut self) -> Result<u64, WireError> {
+        let start = self.pos;
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.data.get(start + i) else {
+                return Err(WireError::Truncated {
+                    offset: self.base + start,
+                });
+            };
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == 9 && b > 1 {
+                    break;
+                }
+                self.pos = start + i + 1;
+                return Ok(value);
+            }
+        }
+        Err(WireError::BadVarint {
+            offset: self.base + start,
+        })
+    }
+
+    /// The value of a length-delimited field, as a reader over its bytes.
+    #[inline(always)]
+    fn len_delimited(&mut self) -> Result<Reader<'a>, WireError> {
+        let len_offset = self.base + self.pos;
+        let len = self.varint()?;
+        let available = self.data.len() - self.pos;
+        if len > available as u64 {
+            return Err(WireError::LengthOutOfBounds {
+                offset: len_offset,
+                len,
+                available,
+            });
+        }
+        let start = self.pos;
+        let end = start + len as usize;
+        self.pos = end;
+        Ok(Reader::new(&self.data[start..end], self.base + start))
+    }
+
+    #[inline(always)]
+    fn expect(&self, f: Key, wire: u8, field: &'static str) -> Result<(), WireError> {
+        if f.wire == wire {
+            Ok(())
+        } else {
+            Err(wrong_wire_type(f, field, wire_name(wire)))
+        }
+    }
+
+    /// An embedded message field.
+    #[inline(always)]
+    fn message(&mut self, f: Key, field: &'static str) -> Result<Reader<'a>, WireError> {
+        self.expect(f, LEN, field)?;
+        self.len_delimited()
+    }
+
+    /// A `string` field.
+    #[inline(always)]
+    fn string(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+        self.expect(f, LEN, field)?;
+        let s = self.len_delimited()?;
+        if std::str::from_utf8(s.data).is_ok() {
+            Ok(())
+        } else {
+            Err(WireError::InvalidUtf8 {
+                offset: s.base,
+                field,
+            })
+        }
+    }
+
+    /// A `double` field.
+    #[inline(always)]
+    fn fixed64(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+        self.expect(f, FIXED64, field)?;
+        self.skip_fixed(8)
+    }
+
+    /// A varint-encoded scalar field (`int64`, `uint64`, `sint32`, `uint32`, enum).
+    #[inline(always)]
+    fn varint_field(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+        self.expect(f, VARINT, field)?;
+        self.varint().map(drop)
+    }
+
+    /// A `repeated sint64`: one unpacked varint, or a packed run of varints.
+    fn repeated_varint(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+        match f.wire {
+            VARINT => self.varint().map(drop),
+            LEN => {
+                let mut run = self.len_delimited()?;
+                while run.pos < run.data.len() {
+                    run.varint()?;
+                }
+                Ok(())
+            }
+            _ => Err(wrong_wire_type(f, field, "varint or length-delimited")),
+        }
+    }
+
+    /// A `repeated double`: one unpacked value, or a packed run of 8-byte values.
+    fn repeated_fixed64(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+        match f.wire {
+            FIXED64 => self.skip_fixed(8),
+            LEN => {
+                let offset = self.base + self.pos;
+                let run = self.len_delimited()?;
+                if run.data.len() % 8 == 0 {
+                    Ok(())
+                } else {
+                    Err(WireError::PackedLength {
+                        offset,
+                        field,
+                        len: run.data.len(),
+                    })
+                }
+            }
+            _ => Err(wrong_wire_type(f, field, "fixed64 or length-delimited")),
+        }
+    }
+
+    #[inline(always)]
+    fn skip_fixed(&mut self, width: usize) -> Result<(), WireError> {
+        if self.data.len() - self.pos < width {
+            return Err(WireError::Truncated {
+                offset: self.base + self.pos,
+            });
+        }
+        self.pos += width;
+        Ok(())
+    }
+
+    /// Skips an unknown field of any wire type `next_field` lets through.
+    fn skip(&mut self, f: Key) -> Result<(), WireError> {
+        match f.wire {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.skip_fixed(8),
+            FIXED32 => self.skip_fixed(4),
+            _ => self.len_delimited().map(drop),
+        }
+    }
+}
+
+#[cold]
+fn wrong_wire_type(f: Key, field: &'static str, expected: &'static str) -> WireError {
+    WireError::WrongWireType {
+        offset: f.offset,
+        field,
+        expected,
+        found: f.wire,
+    }
+}
+
+fn wire_name(wire: u8) -> &'static str {
+    match wire {
+        VARINT => "varint",
+        FIXED64 => "fixed64",
+        LEN => "length-delimited",
+        _ => "fixed32",
+    }
+}
