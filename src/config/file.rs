@@ -84,6 +84,7 @@ pub(super) struct FileStorage {
     timeout: Option<PositiveDuration>,
     min_backoff: Option<Spanned<PositiveDuration>>,
     max_backoff: Option<Spanned<PositiveDuration>>,
+    write_relabel_configs: Option<Spanned<Vec<crate::relabel::RelabelConfig>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,7 +420,18 @@ impl Resolver<'_> {
             None => DEFAULT_MAX_BACKOFF,
         };
 
+        let write_relabel_configs = match &raw.write_relabel_configs {
+            Some(r) => {
+                crate::relabel::compile_all(&r.value).map_err(|e| {
+                    self.invalid(r, key("write_relabel_configs"), one_line(&e.to_string()))
+                })?;
+                r.value.clone()
+            }
+            None => Vec::new(),
+        };
+
         Ok(StorageConfig {
+            write_relabel_configs,
             name,
             url,
             headers,

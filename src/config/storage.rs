@@ -146,6 +146,9 @@ pub struct StorageConfig {
     pub min_backoff: Duration,
     /// Largest retry delay.
     pub max_backoff: Duration,
+    /// Prometheus `write_relabel_configs` applied to this storage's data only (validated). A storage
+    /// with rules gets decoded, relabelled, re-encoded data; others get the bodies as received.
+    pub write_relabel_configs: Vec<crate::relabel::RelabelConfig>,
 }
 
 impl StorageConfig {
@@ -166,6 +169,7 @@ impl StorageConfig {
             timeout: DEFAULT_TIMEOUT,
             min_backoff: DEFAULT_MIN_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
+            write_relabel_configs: Vec::new(),
         }
     }
 
@@ -250,6 +254,7 @@ impl fmt::Debug for StorageConfig {
             .field("timeout", &format_duration(self.timeout))
             .field("min_backoff", &format_duration(self.min_backoff))
             .field("max_backoff", &format_duration(self.max_backoff))
+            .field("write_relabel_configs", &self.write_relabel_configs.len())
             .finish()
     }
 }

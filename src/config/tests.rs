@@ -984,3 +984,28 @@ fn storage_ids_are_unique_and_derived_from_the_url() {
     assert!(ids[0].starts_with("a-8428-api-v1-write-"), "{ids:?}");
     assert!(ids[1].starts_with("b-8428-api-v1-write-"), "{ids:?}");
 }
+
+#[test]
+fn write_relabel_configs_are_read_per_storage() {
+    let d = Dir::new();
+    let cfg = d
+        .load(
+            "storages:\n  - url: http://a:8428/api/v1/write\n    write_relabel_configs:\n      - source_labels: [__name__]\n        regex: go_.*\n        action: drop\n",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(cfg.storages[0].write_relabel_configs.len(), 1);
+}
+
+#[test]
+fn invalid_write_relabel_rule_is_an_error_naming_file_line_and_key() {
+    let d = Dir::new();
+    let e = d.error(
+        "storages:\n  - url: http://a:8428/api/v1/write\n    write_relabel_configs:\n      - source_labels: [a]\n        target_label: shard\n        action: hashmod\n",
+        &[],
+    );
+    assert!(e.contains("promrelay.yml"), "{e}");
+    assert!(e.contains("write_relabel_configs"), "{e}");
+    assert!(e.contains("modulus"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}

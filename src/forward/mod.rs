@@ -117,6 +117,8 @@ pub struct Storage {
     cfg: StorageConfig,
     queue: Queue,
     counters: SenderCounters,
+    /// Compiled `write_relabel_configs`; empty means the storage gets bodies as received.
+    relabel: Vec<crate::relabel::CompiledRelabel>,
 }
 
 impl Storage {
@@ -141,6 +143,13 @@ impl Storage {
             },
             ..Options::default()
         };
+        let relabel = crate::relabel::compile_all(&cfg.write_relabel_configs).map_err(|e| {
+            ForwardError::Client {
+                id: id.clone(),
+                url: cfg.redacted_url(),
+                reason: format!("write_relabel_configs: {e}"),
+            }
+        })?;
         let queue = Queue::open(&dir, opts).map_err(|source| ForwardError::Queue {
             id: id.clone(),
             url: cfg.redacted_url(),
@@ -153,6 +162,7 @@ impl Storage {
             cfg: cfg.clone(),
             queue,
             counters: SenderCounters::default(),
+            relabel,
         })
     }
 
@@ -257,50 +267,33 @@ impl Fanout {
             });
         }
         let storages = self.storages.clone();
-        let res = tokio::task::spawn_blocking(move || {
+        let appended = tokio::task::spawn_blocking(move || {
+            let relabelled = relabel_for(&storages, &block);
+            let own = |i: usize| relabelled.iter().find(|r| r.0 == i).map(|r| &r.1);
             if storages.len() == 1 {
-                return append(&storages[0], &block, samples);
+                return append(&storages[0], &block, samples, own(0));
             }
             // Appends may wait for an fsync (`always`): do them side by side.
             std::thread::scope(|s| {
                 let handles: Vec<_> = storages
                     .iter()
-                    .map(|st| {
-                        let block = &block;
-                        s.spawn(move || append(st, block, samples))
+                    .enumerate()
+                    .map(|(i, st)| {
+                        let (block, own) = (&block, own(i));
+                        s.spawn(move || append(st, block, samples, own))
                     })
                     .collect();
-                let mut out = Ok(());
-                for h in handles {
-                    let r = h.join().unwrap_or_else(|_| {
-                        Err(PushError::Queue {
-                            id: String::new(),
-                            source: QueueError::Io {
-                                op: "append",
-                                path: Default::default(),
-                                source: std::io::Error::other("append thread panicked"),
-                            },
-                        })
-                    });
-                    if out.is_ok() {
-                        out = r;
-                    }
-                }
-                out
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(internal("append thread panicked")))
+                    })
+                    .fold(Ok(()), |acc, r| acc.and(r))
             })
         })
         .await;
-        match res {
-            Ok(r) => r,
-            Err(e) => Err(PushError::Queue {
-                id: String::new(),
-                source: QueueError::Io {
-                    op: "append",
-                    path: Default::default(),
-                    source: std::io::Error::other(e.to_string()),
-                },
-            }),
-        }
+        appended.unwrap_or_else(|e| Err(internal(&e.to_string())))
     }
 
     /// Starts every storage's sender; they stop when `shutdown` is cancelled.
@@ -330,7 +323,72 @@ impl Fanout {
     }
 }
 
-fn append(st: &Storage, block: &[u8], samples: u32) -> Result<(), PushError> {
+fn internal(why: &str) -> PushError {
+    PushError::Queue {
+        id: String::new(),
+        source: QueueError::Io {
+            op: "append",
+            path: Default::default(),
+            source: std::io::Error::other(why.to_string()),
+        },
+    }
+}
+
+/// A storage's own copy of a push after its `write_relabel_configs`: the re-encoded block and its
+/// sample count, or `None` when relabeling dropped every series.
+type Relabelled = Option<(Vec<u8>, u32)>;
+
+/// Relabels a push for every storage that has `write_relabel_configs` (by index). The push is
+/// decoded once for all of them. It was validated, so a decode failure is not expected; such a push
+/// goes on unchanged (logged).
+fn relabel_for(storages: &[Arc<Storage>], block: &[u8]) -> Vec<(usize, Relabelled)> {
+    if storages.iter().all(|s| s.relabel.is_empty()) {
+        return Vec::new();
+    }
+    let decoded = crate::prompb::decompress_bounded(block, usize::MAX)
+        .and_then(|raw| crate::prompb::decode_write_request(&raw));
+    let req = match decoded {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot decode a push for relabeling; forwarding it unchanged");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, st) in storages.iter().enumerate() {
+        if st.relabel.is_empty() {
+            continue;
+        }
+        let mut own = req.clone();
+        own.timeseries
+            .retain_mut(|ts| crate::relabel::process(&mut ts.labels, &st.relabel));
+        if own.timeseries.is_empty() && own.metadata.is_empty() {
+            out.push((i, None));
+            continue;
+        }
+        let samples: usize = own
+            .timeseries
+            .iter()
+            .map(|ts| ts.samples.len() + ts.histograms.len())
+            .sum();
+        let raw = prost::Message::encode_to_vec(&own);
+        let n = u32::try_from(samples).unwrap_or(u32::MAX);
+        out.push((i, Some((crate::prompb::compress(&raw), n))));
+    }
+    out
+}
+
+fn append(
+    st: &Storage,
+    block: &[u8],
+    samples: u32,
+    relabelled: Option<&Relabelled>,
+) -> Result<(), PushError> {
+    let (block, samples) = match relabelled {
+        None => (block, samples),
+        Some(None) => return Ok(()),
+        Some(Some((own, n))) => (&own[..], *n),
+    };
     st.queue
         .append(block, samples)
         .map_err(|source| match source {
@@ -340,4 +398,87 @@ fn append(st: &Storage, block: &[u8], samples: u32) -> Result<(), PushError> {
                 source,
             },
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompb::{self, Label, Sample, TimeSeries, WriteRequest};
+
+    fn config(dir: &Path) -> Config {
+        let mut cfg = Config::from_args([
+            "promrelay",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--remote-write-url",
+            "http://127.0.0.1:1/plain",
+            "--remote-write-url",
+            "http://127.0.0.1:1/relabelled",
+        ])
+        .unwrap();
+        let rule: crate::relabel::RelabelConfig = serde_json::from_str(
+            r#"{"source_labels": ["__name__"], "regex": "drop_me", "action": "drop"}"#,
+        )
+        .unwrap();
+        cfg.storages[1].write_relabel_configs = vec![rule];
+        cfg
+    }
+
+    fn series(name: &str) -> TimeSeries {
+        TimeSeries {
+            labels: vec![Label::new("__name__", name)],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: 1,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn queued_names(st: &Storage) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        while let Some(b) = st.queue().read().unwrap() {
+            let raw = prompb::decompress_bounded(&b.payload, usize::MAX).unwrap();
+            let req = prompb::decode_write_request(&raw).unwrap();
+            out.push(
+                req.timeseries
+                    .iter()
+                    .map(|t| t.labels[0].value.clone())
+                    .collect(),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn write_relabel_configs_apply_only_to_their_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let fanout = Fanout::open(&config(dir.path())).unwrap();
+        let req = WriteRequest {
+            timeseries: vec![series("keep_me"), series("drop_me")],
+            metadata: vec![],
+        };
+        let body = prompb::compress(&prost::Message::encode_to_vec(&req));
+        fanout.push(Bytes::from(body.clone()), 2).await.unwrap();
+        let plain = &fanout.storages()[0];
+        let relabelled = &fanout.storages()[1];
+        // The storage without rules gets the body exactly as received.
+        let b = plain.queue().read().unwrap().unwrap();
+        assert_eq!(&b.payload[..], &body[..]);
+        assert_eq!(queued_names(relabelled), vec![vec!["keep_me".to_string()]]);
+    }
+
+    #[tokio::test]
+    async fn push_whose_series_are_all_relabelled_away_queues_nothing_for_that_storage() {
+        let dir = tempfile::tempdir().unwrap();
+        let fanout = Fanout::open(&config(dir.path())).unwrap();
+        let req = WriteRequest {
+            timeseries: vec![series("drop_me")],
+            metadata: vec![],
+        };
+        let body = prompb::compress(&prost::Message::encode_to_vec(&req));
+        fanout.push(Bytes::from(body), 1).await.unwrap();
+        assert_eq!(fanout.storages()[0].queue().stats().pending_blocks, 1);
+        assert_eq!(fanout.storages()[1].queue().stats().pending_blocks, 0);
+    }
 }
