@@ -8,6 +8,8 @@
 //! - [`relabel`]: Prometheus `relabel_config` semantics over label sets.
 //! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits, ingest counters.
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
+//! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
+//!   binary and the end-to-end tests run).
 //! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page, health and readiness.
 #![forbid(unsafe_code)]
 
@@ -18,3 +20,4 @@ pub mod ingest;
 pub mod prompb;
 pub mod queue;
 pub mod relabel;
+pub mod server;

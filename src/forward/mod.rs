@@ -277,12 +277,15 @@ impl Fanout {
         let appended = tokio::task::spawn_blocking(move || {
             let relabelled = relabel_for(&storages, &block);
             let own = |i: usize| relabelled.iter().find(|r| r.0 == i).map(|r| &r.1);
+            // Every storage gets the push even when one fails (collect before looking at errors).
             if !parallel {
                 return storages
                     .iter()
                     .enumerate()
                     .map(|(i, st)| append(st, &block, samples, own(i)))
-                    .fold(Ok(()), |acc, r| acc.and(r));
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .collect();
             }
             std::thread::scope(|s| {
                 let handles: Vec<_> = storages
@@ -299,7 +302,9 @@ impl Fanout {
                         h.join()
                             .unwrap_or_else(|_| Err(internal("append thread panicked")))
                     })
-                    .fold(Ok(()), |acc, r| acc.and(r))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .collect()
             })
         })
         .await;

@@ -1,0 +1,129 @@
+//! The application: builds every part from a [`Config`] and serves until shutdown.
+//!
+//! # Owns
+//! Start-up order and shutdown order. [`run`] is what the binary calls and what tests call on a
+//! port-0 listener: there is no test-only server path.
+//!
+//! # Guarantees
+//! - The HTTP listener answers (`/-/healthy`) at once; `/-/ready` and pushes wait until every queue
+//!   is open (opening scans the newest chunk of each queue).
+//! - Shutdown: stop accepting, let requests in progress finish, stop the senders (a send in flight
+//!   gets a few seconds), then flush every queue (fsync + position) before returning.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::admin::{self, StatusSource};
+use crate::config::Config;
+use crate::forward::{Fanout, ForwardError, StorageStatus};
+use crate::ingest::{self, IngestMetrics, IngestSnapshot, IngestState};
+
+/// Errors that stop the application.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A storage could not be opened (queue locked, directory not writable, bad TLS files).
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
+    /// Serving HTTP failed.
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    /// An internal task failed.
+    #[error("{0}")]
+    Task(String),
+}
+
+struct App {
+    fanout: Arc<OnceLock<Arc<Fanout>>>,
+    metrics: Arc<IngestMetrics>,
+}
+
+impl StatusSource for App {
+    fn storages(&self) -> Vec<StorageStatus> {
+        self.fanout
+            .get()
+            .map(|f| f.storages().iter().map(|s| s.status()).collect())
+            .unwrap_or_default()
+    }
+
+    fn ingest(&self) -> IngestSnapshot {
+        self.metrics.snapshot()
+    }
+
+    fn ready(&self) -> bool {
+        self.fanout.get().is_some()
+    }
+}
+
+/// Runs promrelay on `listener` until `shutdown` completes.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let app = Arc::new(App {
+        fanout: Arc::new(OnceLock::new()),
+        metrics: Arc::new(IngestMetrics::default()),
+    });
+    let ingest_state = Arc::new(IngestState {
+        fanout: Arc::clone(&app.fanout),
+        metrics: Arc::clone(&app.metrics),
+        max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
+    });
+    let router = ingest::router(ingest_state).merge(admin::router(app.clone()));
+
+    let stop = CancellationToken::new();
+    let stop_http = stop.clone();
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        signal.cancel();
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop_http.cancelled().await })
+            .await
+    });
+
+    let open_cfg = cfg.clone();
+    let fanout = tokio::task::spawn_blocking(move || Fanout::open(&open_cfg))
+        .await
+        .map_err(|e| ServerError::Task(e.to_string()))?;
+    let fanout = match fanout {
+        Ok(f) => Arc::new(f),
+        Err(e) => {
+            stop.cancel();
+            let _ = server.await;
+            return Err(e.into());
+        }
+    };
+    let senders_stop = stop.child_token();
+    let senders = match fanout.spawn_senders(senders_stop.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            stop.cancel();
+            let _ = server.await;
+            return Err(e.into());
+        }
+    };
+    let _ = app.fanout.set(Arc::clone(&fanout));
+    for st in fanout.storages() {
+        let s = st.status();
+        info!(storage = %s.id, url = %s.url, pending_blocks = s.pending_blocks, "storage ready");
+    }
+    info!("promrelay ready");
+
+    let served = server.await.map_err(|e| ServerError::Task(e.to_string()))?;
+    info!("stopped accepting; stopping senders");
+    senders_stop.cancel();
+    for s in senders {
+        let _ = s.await;
+    }
+    let f = Arc::clone(&fanout);
+    let _ = tokio::task::spawn_blocking(move || f.flush()).await;
+    info!("queues flushed; bye");
+    served.map_err(ServerError::Serve)
+}
