@@ -844,3 +844,6 @@ impl NodeExporter {
         body
     }
 }
+
+/// The relay under test, the fake storage and pushes of known series.
+pub mod relay;

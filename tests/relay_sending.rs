@@ -1,0 +1,159 @@
+//! How the relay's senders talk to a storage: what they retry, what they drop, what they send.
+//! The storage is a `FakeStorage` that misbehaves on purpose and records every request.
+
+mod common;
+
+use std::time::Duration;
+
+use common::relay::{FakeStorage, Pushes, Relay, mark_for_refusal};
+use common::{EVENTUALLY_TIMEOUT, eventually};
+
+#[tokio::test]
+async fn storage_refusing_some_blocks_drops_only_those() {
+    let storage = FakeStorage::new().refuse_marked_series().start().await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let pushes = Pushes::new("relay_refused", 10, 5);
+    let refused = [3, 7];
+
+    for i in 0..pushes.count() {
+        let mut request = pushes.request(i);
+        if refused.contains(&i) {
+            mark_for_refusal(&mut request);
+        }
+        relay.push_accepted(&request).await;
+    }
+    let expected = pushes.expected_without(&refused);
+    storage.samples_at_least(pushes.metric(), 8 * 5).await;
+    let queue = relay
+        .wait_for_queue(0, "both refused blocks dropped and the rest sent", |q| {
+            q["pending_blocks"] == 0 && q["rejected_blocks_total"] == 2
+        })
+        .await;
+
+    assert_eq!(storage.series(pushes.metric()), expected);
+    assert_eq!(queue["dropped_blocks_total"], 2, "{queue}");
+    assert_eq!(queue["dropped_samples_total"], 10, "{queue}");
+    assert_eq!(queue["sent_blocks_total"], 8, "{queue}");
+    assert_eq!(queue["state"], "dropping", "{queue}");
+    // No endless retry: well after the last backoff (200ms), the storage hears nothing new.
+    let requests_then = storage.requests().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(storage.requests().len(), requests_then);
+}
+
+#[tokio::test]
+async fn retryable_errors_are_retried_until_success() {
+    let storage = FakeStorage::new()
+        .fail_first(3)
+        .failing_with(503)
+        .start()
+        .await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let pushes = Pushes::new("relay_retried", 1, 5);
+
+    relay.push_all_accepted(&pushes).await;
+    let series = storage
+        .samples_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+    let queue = relay
+        .wait_for_queue(0, "sent and ok", |q| {
+            q["pending_blocks"] == 0 && q["state"] == "ok"
+        })
+        .await;
+
+    assert_eq!(series, pushes.expected(), "the data arrived once");
+    let statuses: Vec<u16> = storage.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![503, 503, 503, 204]);
+    assert!(queue["retries_total"].as_u64() >= Some(3), "{queue}");
+    assert_eq!(queue["sent_blocks_total"], 1, "{queue}");
+    assert_eq!(queue["dropped_blocks_total"], 0, "{queue}");
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let storage = FakeStorage::new()
+        .fail_first(1)
+        .failing_with(429)
+        .retry_after("1")
+        .start()
+        .await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let pushes = Pushes::new("relay_retry_after", 1, 2);
+
+    relay.push_all_accepted(&pushes).await;
+    storage
+        .samples_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+
+    let requests = storage.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let waited = requests[1].at - requests[0].at;
+    // The configured backoff is 10ms; only Retry-After explains a wait of a second.
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?} despite Retry-After: 1"
+    );
+}
+
+#[tokio::test]
+async fn sent_requests_carry_remote_write_headers() {
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let pushes = Pushes::new("relay_headers", 3, 2);
+
+    relay.push_all_accepted(&pushes).await;
+    storage
+        .samples_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+
+    for request in storage.requests() {
+        assert_eq!(request.header("content-encoding"), Some("snappy"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-protobuf")
+        );
+        assert_eq!(
+            request.header("x-prometheus-remote-write-version"),
+            Some("0.1.0")
+        );
+        let user_agent = request.header("user-agent").unwrap_or_default();
+        assert!(
+            user_agent.starts_with("promrelay/"),
+            "User-Agent {user_agent:?}"
+        );
+        assert!(request.request.is_ok(), "{:?}", request.request);
+    }
+}
+
+#[tokio::test]
+async fn storage_failing_without_end_keeps_the_block_queued() {
+    let storage = FakeStorage::new()
+        .fail_first(usize::MAX)
+        .failing_with(503)
+        .start()
+        .await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let pushes = Pushes::new("relay_failing", 1, 1);
+
+    relay.push_all_accepted(&pushes).await;
+    eventually("five attempts", EVENTUALLY_TIMEOUT, || async {
+        let seen = storage.requests().len();
+        if seen >= 5 {
+            Ok(())
+        } else {
+            Err(format!("{seen}"))
+        }
+    })
+    .await;
+    let queue = relay.queue(0).await;
+
+    assert_eq!(queue["state"], "retrying", "{queue}");
+    assert_eq!(queue["pending_blocks"], 1, "{queue}");
+    assert_eq!(queue["dropped_blocks_total"], 0, "{queue}");
+    assert!(
+        queue["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{queue}"
+    );
+}
