@@ -311,3 +311,10 @@ fn interval_policy_flushes_position_in_the_background() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn new_queue_writes_its_position_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let _q = Queue::open(dir.path(), small()).unwrap();
+    assert!(dir.path().join("position").exists());
+}

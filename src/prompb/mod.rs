@@ -26,6 +26,7 @@
 //! - `error`: [`WireError`].
 //! - `example`: [`example_write_request`], realistic load for tests and benchmarks.
 
+mod encode;
 mod error;
 mod example;
 mod snappy;
@@ -39,6 +40,7 @@ mod proptests;
 #[cfg(test)]
 mod validate_tests;
 
+pub use encode::WriteRequestEncoder;
 pub use error::WireError;
 pub use example::example_write_request;
 pub use snappy::{

@@ -67,7 +67,33 @@ impl Io {
 
     /// Replaces `path` with `data` atomically: temp file, fsync, rename, directory fsync
     /// (the fsyncs only when `durable`).
+    ///
+    /// On a full disk the temp file cannot be written, and without a new position no acknowledged
+    /// chunk can be deleted to free space. Then the existing file (same small size) is overwritten
+    /// in place, which needs no new blocks; a torn overwrite fails its CRC on the next open and
+    /// falls back to a scan (at-least-once, nothing lost).
     pub(crate) fn replace_file(
+        &self,
+        dir: &Path,
+        path: &Path,
+        data: &[u8],
+        durable: bool,
+    ) -> io::Result<()> {
+        match self.replace_via_temp(dir, path, data, durable) {
+            Err(e) if is_no_space(&e) && path.exists() => {
+                let _ = std::fs::remove_file(path.with_extension("tmp"));
+                let file = std::fs::OpenOptions::new().write(true).open(path)?;
+                self.write_all_at(&file, path, 0, data)?;
+                if durable {
+                    self.sync(&file, path)?;
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn replace_via_temp(
         &self,
         dir: &Path,
         path: &Path,
@@ -87,4 +113,9 @@ impl Io {
         }
         Ok(())
     }
+}
+
+/// "No space left on device" or "quota exceeded".
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28) | Some(122))
 }

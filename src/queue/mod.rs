@@ -160,10 +160,7 @@ impl QueueError {
     /// True when the underlying error is "no space left" or "quota exceeded".
     pub fn is_disk_full(&self) -> bool {
         match self {
-            QueueError::Io { source, .. } => {
-                source.kind() == std::io::ErrorKind::StorageFull
-                    || matches!(source.raw_os_error(), Some(28) | Some(122))
-            }
+            QueueError::Io { source, .. } => io::is_no_space(source),
             _ => false,
         }
     }
@@ -375,6 +372,12 @@ impl Queue {
             opts,
             _lock: lock_file,
         });
+        // A new queue, or one recovered without a valid position, gets its position file at once:
+        // a crash before the first flush then does not look like a lost position file.
+        if lock(&inner.reader).persisted.is_none() {
+            let mut r = lock(&inner.reader);
+            inner.persist_and_delete(&mut r)?;
+        }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let period = match inner.opts.sync {
             SyncPolicy::Interval(d) => d.max(Duration::from_millis(10)),
@@ -1010,11 +1013,21 @@ fn create_chunk(
         .open(&path)
         .map_err(io_err("create", &path))?;
     let header = format::encode_chunk_header(chunk, now_ms());
-    io.write_all_at(&file, &path, 0, &header)
-        .map_err(io_err("write", &path))?;
-    if sync != SyncPolicy::Never {
-        io.sync(&file, &path).map_err(io_err("fsync", &path))?;
-        io.sync_dir(dir).map_err(io_err("fsync", dir))?;
+    let written = io
+        .write_all_at(&file, &path, 0, &header)
+        .map_err(io_err("write", &path))
+        .and_then(|()| {
+            if sync != SyncPolicy::Never {
+                io.sync(&file, &path).map_err(io_err("fsync", &path))?;
+                io.sync_dir(dir).map_err(io_err("fsync", dir))?;
+            }
+            Ok(())
+        });
+    if let Err(e) = written {
+        // Leave no half-made chunk behind, or the next rollover would find its name taken.
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
     }
     Ok((file, path))
 }
@@ -1075,6 +1088,7 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
     }
 
     let mut chunks = BTreeMap::new();
+    let mut seqs_kept_out = Vec::new();
     let mut start = None;
     // A position in a chunk that is gone means that chunk (and any up to the next one) is missing.
     let mut prev: Option<u64> = position.map(|p| p.chunk.saturating_sub(1));
@@ -1094,6 +1108,26 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
         };
         let is_head = Some(seq) == last;
         match scan_chunk(&path, seq, from, is_head, opts, io, &mut stats) {
+            Ok(meta) if is_head && meta.end < CHUNK_HEADER_LEN => {
+                // A crash between creating the next chunk and writing its header: a torn
+                // rollover, not damage.
+                debug!(file = %path.display(), "queue chunk was created but never written; removing it");
+                stats.torn_tail_bytes += meta.end;
+                let _ = std::fs::remove_file(&path);
+                seqs_kept_out.push(seq);
+            }
+            Ok(meta) if meta.blocks == 0 && !chunk_header_ok(&path, seq) => {
+                // Nothing recoverable (no valid header, no valid frame). Left in place it would
+                // sort after the new head chunk; moved aside it stays available for inspection.
+                let aside = path.with_extension("chunk.damaged");
+                warn!(file = %path.display(), moved_to = %aside.display(), "queue chunk holds nothing valid; moving it aside");
+                stats.chunks_skipped += 1;
+                if let Err(e) = std::fs::rename(&path, &aside) {
+                    warn!(file = %path.display(), error = %e, "could not move the damaged chunk aside; removing it");
+                    let _ = std::fs::remove_file(&path);
+                }
+                seqs_kept_out.push(seq);
+            }
             Ok(meta) => {
                 start.get_or_insert(Pos {
                     chunk: seq,
@@ -1129,8 +1163,16 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
             buf: Vec::new(),
         },
         None => {
+            seqs.retain(|s| !seqs_kept_out.contains(s));
             let after = seqs.last().copied().unwrap_or(0);
-            let chunk = after.max(position.map(|p| p.chunk).unwrap_or(0)) + 1;
+            let chunk = after
+                .max(position.map(|p| p.chunk).unwrap_or(0))
+                .checked_add(1)
+                .ok_or_else(|| {
+                    io_err("create a chunk in", dir)(std::io::Error::other(
+                        "chunk sequence numbers are exhausted",
+                    ))
+                })?;
             let (file, path) = create_chunk(dir, io, chunk, opts.sync)?;
             chunks.insert(
                 chunk,
@@ -1166,6 +1208,16 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
         chunks,
         stats,
     })
+}
+
+/// Whether the chunk file's header is intact and names `seq`.
+fn chunk_header_ok(path: &Path, seq: u64) -> bool {
+    let mut h = [0u8; CHUNK_HEADER_LEN as usize];
+    File::open(path)
+        .and_then(|f| f.read_exact_at(&mut h, 0))
+        .ok()
+        .and_then(|()| format::decode_chunk_header(&h))
+        .is_some_and(|header| header.seq == seq)
 }
 
 /// Counts the blocks of one chunk from `from` on. The head chunk is checked completely (CRC of
