@@ -1,0 +1,260 @@
+//! A full disk and failing fsyncs: appends fail with an error the relay can answer 503 for, nothing
+//! half-written is ever read, the queue works again once space is back, and a reopen holds exactly the
+//! blocks whose append returned `Ok`.
+//!
+//! The disk is simulated with the queue's `Faults` hook: `Disk` has a byte budget that every write
+//! through the queue's I/O layer spends; a write that does not fit fails with `StorageFull`, and a
+//! tearing disk writes the bytes that still fit before failing (what a real filesystem does when it
+//! runs out of blocks in the middle of a write). The last test uses a real full filesystem (a small
+//! tmpfs) when this machine lets it mount one, and says that it skipped otherwise.
+
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use promrelay::queue::{Faults, Options, Queue, QueueError, SyncPolicy};
+
+/// Taken (shared) by every test that opens a queue, and exclusively by a test while it spawns a
+/// process (`mount`, `umount`): a child inherits the queue's lock-file descriptor between fork and
+/// exec, so a spawn in another thread can make a just-closed queue look locked to the next open.
+static SPAWNS: RwLock<()> = RwLock::new(());
+
+fn no_spawns() -> RwLockReadGuard<'static, ()> {
+    SPAWNS.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A simulated disk: a budget of free bytes, optionally torn writes, and fsyncs that can be made to
+/// fail.
+#[derive(Default)]
+struct Disk {
+    state: Mutex<DiskState>,
+}
+
+#[derive(Default)]
+struct DiskState {
+    free: u64,
+    tear: bool,
+    failing_syncs: u32,
+    full_writes: u64,
+}
+
+impl Disk {
+    fn with_free(free: u64) -> Arc<Disk> {
+        let d = Disk::default();
+        d.state.lock().unwrap().free = free;
+        Arc::new(d)
+    }
+
+    fn unlimited() -> Arc<Disk> {
+        Disk::with_free(u64::MAX)
+    }
+
+    fn tearing(self: Arc<Self>) -> Arc<Self> {
+        self.state.lock().unwrap().tear = true;
+        self
+    }
+
+    fn set_free(&self, free: u64) {
+        self.state.lock().unwrap().free = free;
+    }
+
+    /// Space is back.
+    fn free_up(&self) {
+        self.set_free(u64::MAX);
+    }
+
+    fn fail_next_chunk_syncs(&self, n: u32) {
+        self.state.lock().unwrap().failing_syncs = n;
+    }
+
+    fn full_writes(&self) -> u64 {
+        self.state.lock().unwrap().full_writes
+    }
+}
+
+impl Faults for Disk {
+    fn before_write(&self, _path: &Path, len: usize) -> Option<(usize, io::Error)> {
+        let mut s = self.state.lock().unwrap();
+        if len as u64 <= s.free {
+            s.free -= len as u64;
+            return None;
+        }
+        let written = if s.tear { s.free as usize } else { 0 };
+        s.free = 0;
+        s.full_writes += 1;
+        Some((written, io::Error::from(io::ErrorKind::StorageFull)))
+    }
+
+    fn before_sync(&self, path: &Path) -> Option<io::Error> {
+        let mut s = self.state.lock().unwrap();
+        if s.failing_syncs > 0 && path.extension().is_some_and(|x| x == "chunk") {
+            s.failing_syncs -= 1;
+            return Some(io::Error::other("injected fsync failure (EIO)"));
+        }
+        None
+    }
+}
+
+fn options(disk: &Arc<Disk>, chunk_bytes: u64, sync: SyncPolicy) -> Options {
+    Options {
+        chunk_bytes,
+        sync,
+        faults: Some(Arc::clone(disk) as Arc<dyn Faults>),
+        ..Options::default()
+    }
+}
+
+/// Block `i`: its index, then filler derived from it, `len` bytes in all (at least 8).
+fn block(i: u32, len: usize) -> Vec<u8> {
+    let mut v = i.to_le_bytes().to_vec();
+    v.extend_from_slice(&(len as u32).to_le_bytes());
+    v.extend((8..len).map(|j| (i as usize * 131 + j * 17) as u8));
+    v
+}
+
+fn index_of(p: &[u8]) -> u32 {
+    assert!(p.len() >= 8, "garbage block of {} bytes", p.len());
+    let i = u32::from_le_bytes(p[..4].try_into().unwrap());
+    let len = u32::from_le_bytes(p[4..8].try_into().unwrap()) as usize;
+    assert_eq!(p, block(i, len), "garbage or half-written block");
+    i
+}
+
+/// Reads every block without acknowledging it.
+fn read_all(q: &Queue) -> Vec<u32> {
+    let mut got = Vec::new();
+    while let Some(b) = q.read().expect("read") {
+        got.push(index_of(&b.payload));
+    }
+    got
+}
+
+fn reopen_and_read_all(dir: &Path, chunk_bytes: u64) -> (Vec<u32>, promrelay::queue::Stats) {
+    let disk = Disk::unlimited();
+    let q = Queue::open(dir, options(&disk, chunk_bytes, SyncPolicy::Never)).expect("reopen");
+    let got = read_all(&q);
+    let stats = q.stats();
+    q.close().expect("close");
+    (got, stats)
+}
+
+/// Appends blocks of `len` bytes, numbered from `from`, until one fails; returns the error and the
+/// numbers that were accepted.
+fn fill(q: &Queue, from: u32, len: usize) -> (QueueError, Vec<u32>) {
+    let mut ok = Vec::new();
+    for i in from..from + 100_000 {
+        match q.append(&block(i, len), 1) {
+            Ok(()) => ok.push(i),
+            Err(e) => return (e, ok),
+        }
+    }
+    panic!("the disk never filled up");
+}
+
+#[test]
+fn append_on_a_full_disk_fails_with_a_disk_full_error() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::with_free(10_000);
+    let q = Queue::open(dir.path(), options(&disk, 64 * 1024, SyncPolicy::Never)).unwrap();
+    let (err, ok) = fill(&q, 0, 500);
+    assert!(!ok.is_empty());
+    assert!(err.is_disk_full(), "{err}");
+    assert!(err.is_retryable(), "a full disk is worth a retry: {err}");
+    assert_eq!(q.stats().write_errors, 1);
+    let again = q.append(&block(9999, 500), 1).unwrap_err();
+    assert!(again.is_disk_full(), "still full: {again}");
+    assert_eq!(q.stats().write_errors, 2);
+}
+
+#[test]
+fn torn_write_on_a_full_disk_is_never_read() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited().tearing();
+    let q = Queue::open(dir.path(), options(&disk, 64 * 1024, SyncPolicy::Never)).unwrap();
+    // Room for 10 frames of 24 + 1000 bytes and half of the 11th.
+    disk.set_free(10 * 1024 + 512);
+    let (err, ok) = fill(&q, 0, 1000);
+    assert!(err.is_disk_full(), "{err}");
+    assert_eq!(ok, (0..10).collect::<Vec<_>>());
+    assert_eq!(disk.full_writes(), 1);
+    assert_eq!(read_all(&q), ok, "the torn block is not read");
+    disk.free_up();
+    q.close().unwrap();
+
+    let chunk = dir.path().join("0000000000000001.chunk");
+    assert_eq!(
+        std::fs::metadata(&chunk).unwrap().len(),
+        32 + 10 * 1024,
+        "the torn bytes were cut off the file"
+    );
+    let (got, stats) = reopen_and_read_all(dir.path(), 64 * 1024);
+    assert_eq!(got, ok, "after reopen: exactly the accepted blocks");
+    assert_eq!(
+        stats.torn_tail_bytes, 0,
+        "nothing was left to cut: {stats:?}"
+    );
+}
+
+#[test]
+fn appends_work_again_once_space_is_back() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::with_free(20_000).tearing();
+    let q = Queue::open(dir.path(), options(&disk, 64 * 1024, SyncPolicy::Never)).unwrap();
+    let (err, mut ok) = fill(&q, 0, 700);
+    assert!(err.is_disk_full(), "{err}");
+    disk.free_up();
+    for i in 1000..1010 {
+        q.append(&block(i, 700), 1).expect("space is back");
+        ok.push(i);
+    }
+    assert_eq!(read_all(&q), ok, "old blocks, then the new ones");
+}
+
+#[test]
+fn full_disk_at_close_loses_no_block() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited();
+    let q = Queue::open(dir.path(), options(&disk, 4096, SyncPolicy::Never)).unwrap();
+    for i in 0..20 {
+        q.append(&block(i, 500), 1).unwrap();
+    }
+    for i in 0..10 {
+        let b = q.read().unwrap().unwrap();
+        assert_eq!(index_of(&b.payload), i);
+        q.ack(b.id);
+    }
+    disk.set_free(0);
+    let err = q.close().expect_err("the position file cannot be written");
+    assert!(err.is_disk_full(), "{err}");
+    let (got, _) = reopen_and_read_all(dir.path(), 4096);
+    let first = *got.first().expect("blocks");
+    assert!(first <= 10, "unacknowledged blocks lost: {got:?}");
+    assert_eq!(
+        got,
+        (first..20).collect::<Vec<_>>(),
+        "every unacknowledged block; acknowledged ones may come again"
+    );
+}
+
+#[test]
+fn failed_fsync_under_always_fails_the_append_and_is_counted() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited();
+    let q = Queue::open(dir.path(), options(&disk, 64 * 1024, SyncPolicy::Always)).unwrap();
+    q.append(&block(0, 100), 1).unwrap();
+    disk.fail_next_chunk_syncs(1);
+    let err = q
+        .append(&block(1, 100), 1)
+        .expect_err("an append whose fsync failed must not report success");
+    assert!(err.is_retryable(), "{err}");
+    let stats = q.stats();
+    assert_eq!(stats.sync_errors, 1, "{stats:?}");
+    q.append(&block(2, 100), 1)
+        .expect("the next fsync works, and so does the next append");
+    assert_eq!(q.stats().sync_errors, 1);
+}
