@@ -564,6 +564,30 @@ fn garbage_file_with_chunk_name_never_blocks_open() {
 }
 
 #[test]
+fn garbage_file_with_the_largest_chunk_name_never_blocks_open() {
+    const CHUNK: u64 = 4096;
+    let pristine = tempfile::tempdir().unwrap();
+    build(pristine.path(), 200, CHUNK);
+    let copy = copy_queue(pristine.path());
+    std::fs::write(copy.path().join("ffffffffffffffff.chunk"), vec![0x5A; 300]).unwrap();
+    let q = Queue::open(copy.path(), options(CHUNK)).expect("open");
+    let mut got = Vec::new();
+    while let Some(b) = q.read().unwrap() {
+        got.push(index_of(&b.payload));
+    }
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+    q.append(&payload(1000), 1).expect("append");
+    q.close().unwrap();
+    let (got, _) = reopen_and_read_all(copy.path(), CHUNK);
+    let mut want: Vec<u32> = (0..200).collect();
+    want.push(1000);
+    assert_eq!(
+        got, want,
+        "after reopen, the new block follows the old ones"
+    );
+}
+
+#[test]
 fn empty_chunk_file_is_skipped() {
     const CHUNK: u64 = 4096;
     let pristine = tempfile::tempdir().unwrap();

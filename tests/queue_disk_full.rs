@@ -213,6 +213,112 @@ fn appends_work_again_once_space_is_back() {
     assert_eq!(read_all(&q), ok, "old blocks, then the new ones");
 }
 
+/// 4 KiB chunks and blocks of 1000 bytes: three frames fill a chunk, the fourth needs a new one.
+/// Returns the queue with the disk full just as the fourth append has to start chunk 2.
+fn full_when_a_new_chunk_is_due(dir: &Path, disk: &Arc<Disk>) -> (Queue, Vec<u32>) {
+    let q = Queue::open(dir, options(disk, 4096, SyncPolicy::Never)).unwrap();
+    let mut ok = Vec::new();
+    for i in 0..3 {
+        q.append(&block(i, 1000), 1).unwrap();
+        ok.push(i);
+    }
+    // Room for part of the next chunk's 32-byte header only.
+    disk.set_free(10);
+    let err = q.append(&block(3, 1000), 1).unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    assert_eq!(disk.full_writes(), 1, "the new chunk's header did not fit");
+    (q, ok)
+}
+
+#[test]
+fn every_append_on_a_full_disk_reports_disk_full_also_when_a_new_chunk_is_due() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited().tearing();
+    let (q, _) = full_when_a_new_chunk_is_due(dir.path(), &disk);
+    for i in 4..8 {
+        let err = q.append(&block(i, 1000), 1).unwrap_err();
+        assert!(
+            err.is_disk_full(),
+            "append {i} on a disk that is still full must say so (the relay answers 503): {err}"
+        );
+    }
+}
+
+#[test]
+fn appends_resume_when_space_is_back_after_a_full_disk_interrupted_a_new_chunk() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited().tearing();
+    let (q, mut ok) = full_when_a_new_chunk_is_due(dir.path(), &disk);
+    disk.free_up();
+    for i in 10..20 {
+        q.append(&block(i, 1000), 1)
+            .unwrap_or_else(|e| panic!("space is back, append {i} must work: {e}"));
+        ok.push(i);
+    }
+    assert_eq!(read_all(&q), ok);
+    q.close().unwrap();
+    let (got, _) = reopen_and_read_all(dir.path(), 4096);
+    assert_eq!(got, ok, "after reopen");
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+#[test]
+fn reopen_holds_exactly_the_blocks_whose_append_returned_ok() {
+    let _serial = no_spawns();
+    const CHUNK: u64 = 4096;
+    for seed in 1..=100u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let disk = Disk::unlimited();
+        disk.state.lock().unwrap().tear = rng.below(4) != 0;
+        let q = Queue::open(dir.path(), options(&disk, CHUNK, SyncPolicy::Never)).unwrap();
+        let mut ok = Vec::new();
+        let mut read = Vec::new();
+        let mut refused = 0;
+        for i in 0..300u32 {
+            match rng.below(20) {
+                0 => disk.set_free(rng.below(3000)), // the disk fills up
+                1 => disk.free_up(),                 // space is back
+                _ => {}
+            }
+            let len = 8 + rng.below(1500) as usize;
+            match q.append(&block(i, len), 1) {
+                Ok(()) => ok.push(i),
+                Err(e) if e.is_disk_full() => refused += 1,
+                Err(e) => panic!("seed {seed}: append {i}: not a disk-full error: {e}"),
+            }
+            if rng.below(4) == 0 {
+                // Whatever is read is a whole, accepted block, in order.
+                while let Some(b) = q.read().expect("read") {
+                    read.push(index_of(&b.payload));
+                }
+                assert_eq!(read, ok, "seed {seed}: read while the disk is full");
+            }
+        }
+        assert!(refused > 0, "seed {seed}: the disk never filled up");
+        disk.free_up();
+        q.close().unwrap();
+        let (got, _) = reopen_and_read_all(dir.path(), CHUNK);
+        assert_eq!(
+            got, ok,
+            "seed {seed}: exactly the accepted blocks, in order"
+        );
+    }
+}
+
 #[test]
 fn full_disk_at_close_loses_no_block() {
     let _serial = no_spawns();
@@ -257,4 +363,76 @@ fn failed_fsync_under_always_fails_the_append_and_is_counted() {
     q.append(&block(2, 100), 1)
         .expect("the next fsync works, and so does the next append");
     assert_eq!(q.stats().sync_errors, 1);
+}
+
+/// A small real tmpfs, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        let _exclusive = SPAWNS.write().unwrap_or_else(|p| p.into_inner());
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then_some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _exclusive = SPAWNS.write().unwrap_or_else(|p| p.into_inner());
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn real_enospc_is_a_disk_full_error_and_heals_when_space_is_freed() {
+    let Some(fs) = Tmpfs::mount("256k") else {
+        eprintln!(
+            "SKIPPED: cannot mount a tmpfs here (needs root); the injected-fault tests cover this"
+        );
+        return;
+    };
+    let dir = fs.dir.path().join("queue");
+    let opts = || Options {
+        chunk_bytes: 16 * 1024,
+        sync: SyncPolicy::Never,
+        ..Options::default()
+    };
+    let q = Queue::open(&dir, opts()).unwrap();
+    let (err, ok) = fill(&q, 0, 1000);
+    assert!(err.is_disk_full(), "{err}");
+    assert!(
+        ok.len() > 100,
+        "a 256 KiB disk holds more than {} blocks",
+        ok.len()
+    );
+    // Nothing half-written is read; acknowledging everything lets the queue delete its chunk files.
+    let mut got = Vec::new();
+    while let Some(b) = q.read().unwrap() {
+        got.push(index_of(&b.payload));
+        q.ack(b.id);
+    }
+    assert_eq!(got, ok);
+    q.flush().expect("flush frees space");
+    let more: Vec<u32> = (10_000..10_020).collect();
+    for &i in &more {
+        q.append(&block(i, 1000), 1)
+            .unwrap_or_else(|e| panic!("space is back, append {i} must work: {e}"));
+    }
+    q.close().unwrap();
+    let q = Queue::open(&dir, opts()).unwrap();
+    assert_eq!(
+        read_all(&q),
+        more,
+        "after reopen: exactly the accepted, unacknowledged blocks"
+    );
 }
