@@ -588,6 +588,44 @@ fn garbage_file_with_the_largest_chunk_name_never_blocks_open() {
 }
 
 #[test]
+fn junk_file_with_chunk_name_is_set_aside_unchanged_and_not_counted_as_torn() {
+    const CHUNK: u64 = 4096;
+    let pristine = tempfile::tempdir().unwrap();
+    build(pristine.path(), 200, CHUNK);
+    let last = chunk_seq(chunk_paths(pristine.path()).last().unwrap());
+    let copy = copy_queue(pristine.path());
+    let mut rng = Rng::new(11);
+    let junk: Vec<u8> = (0..5000).map(|_| rng.below(256) as u8).collect();
+    let name = format!("{:016x}.chunk", last + 1);
+    std::fs::write(copy.path().join(&name), &junk).unwrap();
+
+    let q = Queue::open(copy.path(), options(CHUNK)).expect("open");
+    let stats = q.stats();
+    q.close().unwrap();
+    let aside: Vec<PathBuf> = std::fs::read_dir(copy.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with(&name) && n != name
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the junk is kept for inspection: {aside:?}");
+    let kept = std::fs::read(&aside[0]).unwrap();
+    assert_eq!(
+        kept.len(),
+        junk.len(),
+        "kept as it was found, not cut to its first 32 bytes"
+    );
+    assert!(kept == junk, "kept as it was found");
+    assert_eq!(
+        stats.torn_tail_bytes, 0,
+        "junk is not a torn write: {stats:?}"
+    );
+    assert_eq!(stats.chunks_skipped, 1, "{stats:?}");
+}
+
+#[test]
 fn empty_chunk_file_is_skipped() {
     const CHUNK: u64 = 4096;
     let pristine = tempfile::tempdir().unwrap();

@@ -14,7 +14,9 @@
 //!   skipped and counted and reading resumes at the next valid block of the same file, a missing or
 //!   unreadable chunk is skipped and counted, a damaged position file falls back to a scan from the
 //!   oldest chunk. Only I/O errors on the directory itself or the lock stop an open.
-//! - A failed append leaves nothing visible: the file is cut back to where it was.
+//! - A failed write leaves nothing visible: the file is cut back to where it was. A failed fsync
+//!   (under [`SyncPolicy::Always`]) fails the append, but the block was written and may still be
+//!   delivered: a client retrying it makes a duplicate (at-least-once), never a loss.
 //! - One owner per directory: a second open (this process or another) fails with [`QueueError::Locked`].
 //!
 //! # Must not
@@ -339,15 +341,23 @@ impl Queue {
             .write(true)
             .open(&lock_path)
             .map_err(io_err("open", &lock_path))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(QueueError::Locked {
-                    dir,
-                    lock: lock_path,
-                });
+        // A child process this one starts holds a copy of the lock's file description between
+        // fork and exec, so a lock just released may look held for a moment: retry briefly.
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            match lock_file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(QueueError::Locked {
+                        dir,
+                        lock: lock_path,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
         }
         let io = Io::new(opts.faults.clone());
         let recovered = recover(&dir, &opts, &io)?;
@@ -1087,8 +1097,35 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
         seqs.retain(|&s| s >= p.chunk);
     }
 
+    // Files with nothing recoverable go before anything is scanned or cut: left in place they
+    // would sort after the new head chunk, and a torn-tail cut would change them.
+    let last_seq = seqs.last().copied();
+    seqs.retain(|&seq| {
+        let path = dir.join(format::chunk_file_name(seq));
+        match junk(&path, seq, opts.max_block_bytes) {
+            None => true,
+            Some(len) if len < CHUNK_HEADER_LEN && Some(seq) == last_seq => {
+                // A crash between creating the next chunk and writing its header: a torn
+                // rollover, not damage.
+                debug!(file = %path.display(), "queue chunk was created but never written; removing it");
+                stats.torn_tail_bytes += len;
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+            Some(_) => {
+                let aside = path.with_extension("chunk.damaged");
+                warn!(file = %path.display(), moved_to = %aside.display(), "queue chunk holds nothing valid; moving it aside");
+                stats.chunks_skipped += 1;
+                if let Err(e) = std::fs::rename(&path, &aside) {
+                    warn!(file = %path.display(), error = %e, "could not move the damaged chunk aside; removing it");
+                    let _ = std::fs::remove_file(&path);
+                }
+                false
+            }
+        }
+    });
+
     let mut chunks = BTreeMap::new();
-    let mut seqs_kept_out = Vec::new();
     let mut start = None;
     // A position in a chunk that is gone means that chunk (and any up to the next one) is missing.
     let mut prev: Option<u64> = position.map(|p| p.chunk.saturating_sub(1));
@@ -1108,26 +1145,6 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
         };
         let is_head = Some(seq) == last;
         match scan_chunk(&path, seq, from, is_head, opts, io, &mut stats) {
-            Ok(meta) if is_head && meta.end < CHUNK_HEADER_LEN => {
-                // A crash between creating the next chunk and writing its header: a torn
-                // rollover, not damage.
-                debug!(file = %path.display(), "queue chunk was created but never written; removing it");
-                stats.torn_tail_bytes += meta.end;
-                let _ = std::fs::remove_file(&path);
-                seqs_kept_out.push(seq);
-            }
-            Ok(meta) if meta.blocks == 0 && !chunk_header_ok(&path, seq) => {
-                // Nothing recoverable (no valid header, no valid frame). Left in place it would
-                // sort after the new head chunk; moved aside it stays available for inspection.
-                let aside = path.with_extension("chunk.damaged");
-                warn!(file = %path.display(), moved_to = %aside.display(), "queue chunk holds nothing valid; moving it aside");
-                stats.chunks_skipped += 1;
-                if let Err(e) = std::fs::rename(&path, &aside) {
-                    warn!(file = %path.display(), error = %e, "could not move the damaged chunk aside; removing it");
-                    let _ = std::fs::remove_file(&path);
-                }
-                seqs_kept_out.push(seq);
-            }
             Ok(meta) => {
                 start.get_or_insert(Pos {
                     chunk: seq,
@@ -1163,7 +1180,6 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
             buf: Vec::new(),
         },
         None => {
-            seqs.retain(|s| !seqs_kept_out.contains(s));
             let after = seqs.last().copied().unwrap_or(0);
             let chunk = after
                 .max(position.map(|p| p.chunk).unwrap_or(0))
@@ -1210,14 +1226,23 @@ fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError>
     })
 }
 
-/// Whether the chunk file's header is intact and names `seq`.
-fn chunk_header_ok(path: &Path, seq: u64) -> bool {
+/// `Some(file length)` when a chunk file holds nothing recoverable: no intact header naming
+/// `seq` and no valid frame. Read-only; an unreadable file is left to the scan (which skips it).
+fn junk(path: &Path, seq: u64, max_block: u32) -> Option<u64> {
+    let file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
     let mut h = [0u8; CHUNK_HEADER_LEN as usize];
-    File::open(path)
-        .and_then(|f| f.read_exact_at(&mut h, 0))
-        .ok()
-        .and_then(|()| format::decode_chunk_header(&h))
-        .is_some_and(|header| header.seq == seq)
+    if file.read_exact_at(&mut h, 0).is_ok()
+        && format::decode_chunk_header(&h).is_some_and(|header| header.seq == seq)
+    {
+        return None;
+    }
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    match format::find_next_frame(seq, &buf, 0, max_block) {
+        Some(_) => None,
+        None => Some(len),
+    }
 }
 
 /// Counts the blocks of one chunk from `from` on. The head chunk is checked completely (CRC of
