@@ -45,14 +45,31 @@ fn sample_len(timestamp_ms: i64) -> usize {
     }
 }
 
+fn put_sample(b: &mut Vec<u8>, value: f64, timestamp_ms: i64, s_len: usize) {
+    b.push(0x12); // TimeSeries.samples, field 2
+    put_varint(b, s_len as u64);
+    b.push(0x09); // Sample.value, field 1, 64-bit
+    b.extend_from_slice(&value.to_le_bytes());
+    if timestamp_ms != 0 {
+        b.push(0x10); // Sample.timestamp, field 2, varint
+        put_varint(b, timestamp_ms as u64);
+    }
+}
+
 impl WriteRequestEncoder {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Appends one series with one sample. `labels` must be sorted by name, without duplicates
-    /// (the caller's contract, as in remote-write).
-    pub fn push_series<'a, I>(&mut self, labels: I, value: f64, timestamp_ms: i64)
+    /// (the caller's contract, as in remote-write). Returns where the series' encoded labels
+    /// are in [`Self::as_bytes`]: a key for the series, and what [`Self::push_raw_labels`] takes.
+    pub fn push_series<'a, I>(
+        &mut self,
+        labels: I,
+        value: f64,
+        timestamp_ms: i64,
+    ) -> std::ops::Range<usize>
     where
         I: IntoIterator<Item = (&'a str, &'a str)> + Clone,
     {
@@ -70,6 +87,7 @@ impl WriteRequestEncoder {
         b.reserve(1 + varint_len(series_len as u64) + series_len);
         b.push(0x0a); // WriteRequest.timeseries, field 1, length-delimited
         put_varint(b, series_len as u64);
+        let labels_start = b.len();
         for (n, v) in labels {
             b.push(0x0a); // TimeSeries.labels, field 1
             put_varint(b, label_len(n, v) as u64);
@@ -80,15 +98,36 @@ impl WriteRequestEncoder {
             put_varint(b, v.len() as u64);
             b.extend_from_slice(v.as_bytes());
         }
-        b.push(0x12); // TimeSeries.samples, field 2
-        put_varint(b, s_len as u64);
-        b.push(0x09); // Sample.value, field 1, 64-bit
-        b.extend_from_slice(&value.to_le_bytes());
-        if timestamp_ms != 0 {
-            b.push(0x10); // Sample.timestamp, field 2, varint
-            put_varint(b, timestamp_ms as u64);
-        }
+        let labels_end = b.len();
+        put_sample(b, value, timestamp_ms, s_len);
         self.series += 1;
+        labels_start..labels_end
+    }
+
+    /// Appends one series whose labels are given already encoded: the bytes a
+    /// [`Self::push_series`] call's returned range covered (for example in an earlier buffer).
+    pub fn push_raw_labels(&mut self, labels: &[u8], value: f64, timestamp_ms: i64) {
+        let s_len = sample_len(timestamp_ms);
+        let series_len = labels.len() + 1 + varint_len(s_len as u64) + s_len;
+        let b = &mut self.buf;
+        b.push(0x0a);
+        put_varint(b, series_len as u64);
+        b.extend_from_slice(labels);
+        put_sample(b, value, timestamp_ms, s_len);
+        self.series += 1;
+    }
+
+    /// Cuts the buffer back to `len` bytes holding `series` series (undoing later pushes).
+    pub fn truncate(&mut self, len: usize, series: usize) {
+        self.buf.truncate(len);
+        self.series = series;
+    }
+
+    /// Takes the buffer out, leaving `replacement` (cleared) in its place.
+    pub fn swap_buffer(&mut self, mut replacement: Vec<u8>) -> Vec<u8> {
+        replacement.clear();
+        self.series = 0;
+        std::mem::replace(&mut self.buf, replacement)
     }
 
     /// Series written so far.
@@ -146,6 +185,32 @@ mod tests {
         assert_eq!(got.timeseries[0].samples[0].timestamp, 1_700_000_000_000);
         assert!(got.timeseries[1].samples[0].value.is_nan());
         assert_eq!(got.timeseries[1].samples[0].timestamp, -5);
+    }
+
+    #[test]
+    fn raw_labels_from_an_earlier_buffer_make_the_same_series() {
+        let mut a = WriteRequestEncoder::new();
+        let range = a.push_series([("__name__", "up"), ("job", "x")], 1.0, 10);
+        let mut b = WriteRequestEncoder::new();
+        b.push_raw_labels(&a.as_bytes()[range], 0.0, 20);
+        let got = decode_write_request(b.as_bytes()).unwrap();
+        assert_eq!(
+            got.timeseries[0].labels,
+            vec![Label::new("__name__", "up"), Label::new("job", "x")]
+        );
+        assert_eq!(got.timeseries[0].samples[0].timestamp, 20);
+    }
+
+    #[test]
+    fn truncate_undoes_a_push() {
+        let mut e = WriteRequestEncoder::new();
+        e.push_series([("__name__", "a")], 1.0, 1);
+        let (len, n) = (e.as_bytes().len(), e.series());
+        e.push_series([("__name__", "b")], 1.0, 1);
+        e.truncate(len, n);
+        let got = decode_write_request(e.as_bytes()).unwrap();
+        assert_eq!(got.timeseries.len(), 1);
+        assert_eq!(e.series(), 1);
     }
 
     #[test]
