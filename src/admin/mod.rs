@@ -1,22 +1,47 @@
-//! Admin: introspection endpoints (`/api/v1/queues`, `/-/healthy`, `/-/ready`). The fuller status
-//! page and `/metrics` are being added.
+//! Admin: the read-only HTTP view of the process.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /` | the status page a person reads (`page.rs`) |
+//! | `GET /api/v1/queues` | JSON array, one [`StorageStatus`] per storage, design.md's field names |
+//! | `GET /metrics` | Prometheus text format 0.0.4 (`exposition.rs`, process figures from `process.rs`) |
+//! | `GET /-/healthy` | `200 OK` while the process runs |
+//! | `GET /-/ready` | `200` once every queue is open, `503` before |
 //!
 //! # Owns
-//! The HTTP view of what the other parts report through [`StatusSource`].
+//! How what the other parts report through [`StatusSource`] looks over HTTP: names, formats,
+//! escaping, and the send rates of the page (from earlier snapshots it keeps, `rates.rs`).
+//!
+//! # Guarantees
+//! - Names are design.md's "Observability names": the JSON fields are `StorageStatus`'s serde
+//!   names, and `/metrics` exports each of them as `promrelay_<name>{storage="<id>"}`.
+//! - Text from the config or a storage (ids, names, URLs, error texts) is escaped for where it
+//!   goes: label values per the exposition format, HTML on the page.
+//! - A figure that cannot be read (a `/proc` file) is left out; no route answers 500 for it.
 //!
 //! # Must not
-//! Mutate queues or senders: it only reads snapshots.
+//! Mutate queues or senders: it only reads snapshots, and holds no lock of theirs while rendering.
 
-use std::sync::Arc;
+mod exposition;
+mod page;
+mod process;
+mod rates;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Json};
 use axum::routing::get;
 
 use crate::forward::StorageStatus;
 use crate::ingest::IngestSnapshot;
+use process::ProcessStats;
 
 /// What the admin endpoints read. The application implements it; tests implement it with fixed data.
 pub trait StatusSource: Send + Sync + 'static {
@@ -26,23 +51,76 @@ pub trait StatusSource: Send + Sync + 'static {
     fn ready(&self) -> bool;
 }
 
-type Source = Arc<dyn StatusSource>;
+/// Why each field exists.
+struct Admin {
+    source: Arc<dyn StatusSource>,
+    /// Earlier sent counters, so the page can show send rates without the browser keeping state.
+    rates: Mutex<rates::RateHistory>,
+    /// Length of the last `/metrics` body: the next one starts with that capacity, so rendering
+    /// grows its `String` once, not a dozen times.
+    metrics_len: AtomicUsize,
+}
 
-/// The admin routes.
-pub fn router(source: Source) -> Router {
+type Shared = Arc<Admin>;
+
+/// Browsers and proxies must not show a stale status.
+const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
+
+/// The admin routes, to be merged with the ingest routes into one server.
+pub fn router(source: Arc<dyn StatusSource>) -> Router {
+    let admin = Arc::new(Admin {
+        source,
+        rates: Mutex::new(rates::RateHistory::default()),
+        metrics_len: AtomicUsize::new(0),
+    });
     Router::new()
+        .route("/", get(status_page))
         .route("/api/v1/queues", get(queues))
+        .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
-        .with_state(source)
+        .with_state(admin)
 }
 
-async fn queues(State(s): State<Source>) -> Json<Vec<StorageStatus>> {
-    Json(s.storages())
+async fn queues(State(a): State<Shared>) -> impl IntoResponse {
+    ([NO_STORE], Json(a.source.storages()))
 }
 
-async fn ready(State(s): State<Source>) -> impl IntoResponse {
-    if s.ready() {
+async fn metrics(State(a): State<Shared>) -> impl IntoResponse {
+    let storages = a.source.storages();
+    let ingest = a.source.ingest();
+    let process = ProcessStats::read();
+    let mut body = String::with_capacity(a.metrics_len.load(Ordering::Relaxed) + 1024);
+    exposition::render(&mut body, &storages, &ingest, &process);
+    a.metrics_len.store(body.len(), Ordering::Relaxed);
+    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body)
+}
+
+async fn status_page(State(a): State<Shared>) -> impl IntoResponse {
+    let storages = a.source.storages();
+    let ingest = a.source.ingest();
+    let ready = a.source.ready();
+    let rates = a
+        .rates
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .observe(Instant::now(), &storages);
+    let now_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let html = page::render(&page::PageView {
+        storages: &storages,
+        ingest: &ingest,
+        rates: &rates,
+        ready,
+        now_unix_ms,
+    });
+    ([NO_STORE], Html(html))
+}
+
+async fn ready(State(a): State<Shared>) -> impl IntoResponse {
+    if a.source.ready() {
         (StatusCode::OK, "OK\n")
     } else {
         (

@@ -1,0 +1,434 @@
+//! `/metrics`: the Prometheus text exposition format 0.0.4, written by hand into one `String`.
+//!
+//! # Guarantees
+//! - Every family has `# HELP` and `# TYPE` lines and appears once, its samples together;
+//!   a family with no samples (no storages yet) is left out, as Prometheus' clients do.
+//! - Counters end in `_total`, gauges do not; every storage figure carries `storage="<id>"`.
+//! - Label values are escaped as the format asks (`\\`, `\"`, `\n`), so an id, URL or name
+//!   from the config can never break a line.
+//!
+//! # Must not
+//! Read anything itself: it renders the snapshots it is given (process figures included), so
+//! its output is a pure function of its inputs and is tested as such.
+
+use std::fmt::Write as _;
+
+use crate::forward::{SenderState, StorageStatus};
+use crate::ingest::IngestSnapshot;
+
+use super::process::ProcessStats;
+
+/// The `Content-Type` of the text format this module writes.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The states of `promrelay_storage_state`, each exported as 1 or 0 so a query can select any.
+const STATES: [SenderState; 3] = [
+    SenderState::Ok,
+    SenderState::Retrying,
+    SenderState::Dropping,
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// One per-storage figure: its name after `promrelay_`, its help, and how to read it. `None`
+/// leaves the storage's sample out (a timestamp of something that has not happened yet).
+struct StorageFigure {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    value: fn(&StorageStatus) -> Option<Value>,
+}
+
+#[derive(Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+fn int(v: u64) -> Option<Value> {
+    Some(Value::Int(v))
+}
+
+/// Unix milliseconds to Prometheus' base unit for timestamps (seconds, fractional).
+fn ms_to_seconds(ms: Option<u64>) -> Option<Value> {
+    ms.map(|ms| Value::Float(ms as f64 / 1000.0))
+}
+
+const STORAGE_FIGURES: &[StorageFigure] = &[
+    StorageFigure {
+        name: "pending_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes in the storage's disk queue not yet acknowledged by the storage.",
+        value: |s| int(s.pending_bytes),
+    },
+    StorageFigure {
+        name: "pending_blocks",
+        kind: Kind::Gauge,
+        help: "Blocks in the storage's disk queue not yet acknowledged by the storage.",
+        value: |s| int(s.pending_blocks),
+    },
+    StorageFigure {
+        name: "oldest_pending_age_seconds",
+        kind: Kind::Gauge,
+        help: "Age of the oldest block not yet acknowledged by the storage; 0 when the queue is empty.",
+        value: |s| Some(Value::Float(s.oldest_pending_age_seconds)),
+    },
+    StorageFigure {
+        name: "sent_blocks_total",
+        kind: Kind::Counter,
+        help: "Blocks (pushes as received) the storage acknowledged with 2xx.",
+        value: |s| int(s.sent_blocks_total),
+    },
+    StorageFigure {
+        name: "sent_bytes_total",
+        kind: Kind::Counter,
+        help: "Compressed bytes of the requests the storage acknowledged.",
+        value: |s| int(s.sent_bytes_total),
+    },
+    StorageFigure {
+        name: "sent_samples_total",
+        kind: Kind::Counter,
+        help: "Samples the storage acknowledged.",
+        value: |s| int(s.sent_samples_total),
+    },
+    StorageFigure {
+        name: "requests_total",
+        kind: Kind::Counter,
+        help: "HTTP requests made to the storage, successful or not.",
+        value: |s| int(s.requests_total),
+    },
+    StorageFigure {
+        name: "dropped_blocks_total",
+        kind: Kind::Counter,
+        help: "Blocks dropped for any reason: refused by the storage (4xx) or over the queue's size cap.",
+        value: |s| int(s.dropped_blocks_total),
+    },
+    StorageFigure {
+        name: "dropped_samples_total",
+        kind: Kind::Counter,
+        help: "Samples dropped for any reason: refused by the storage (4xx) or over the queue's size cap.",
+        value: |s| int(s.dropped_samples_total),
+    },
+    StorageFigure {
+        name: "rejected_blocks_total",
+        kind: Kind::Counter,
+        help: "Blocks the storage refused for good with a non-retryable 4xx (part of dropped_blocks_total).",
+        value: |s| int(s.rejected_blocks_total),
+    },
+    StorageFigure {
+        name: "cap_dropped_blocks_total",
+        kind: Kind::Counter,
+        help: "Blocks dropped by the queue's size cap, oldest first (part of dropped_blocks_total).",
+        value: |s| int(s.cap_dropped_blocks_total),
+    },
+    StorageFigure {
+        name: "cap_dropped_bytes_total",
+        kind: Kind::Counter,
+        help: "Bytes dropped by the queue's size cap.",
+        value: |s| int(s.cap_dropped_bytes_total),
+    },
+    StorageFigure {
+        name: "corrupt_blocks_skipped_total",
+        kind: Kind::Counter,
+        help: "Damaged regions of the queue files skipped while reading.",
+        value: |s| int(s.corrupt_blocks_skipped_total),
+    },
+    StorageFigure {
+        name: "retries_total",
+        kind: Kind::Counter,
+        help: "Send attempts that failed with a retryable error (429, 5xx, timeout, connection).",
+        value: |s| int(s.retries_total),
+    },
+    StorageFigure {
+        name: "queue_write_errors_total",
+        kind: Kind::Counter,
+        help: "Appends to the storage's queue that failed (disk full, I/O errors).",
+        value: |s| int(s.queue_write_errors_total),
+    },
+    StorageFigure {
+        name: "last_error_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the storage's last error happened, Unix seconds; absent until one happens.",
+        value: |s| ms_to_seconds(s.last_error_unix_ms),
+    },
+    StorageFigure {
+        name: "last_success_timestamp_seconds",
+        kind: Kind::Gauge,
+        help: "When the storage last acknowledged a request, Unix seconds; absent until it does.",
+        value: |s| ms_to_seconds(s.last_success_unix_ms),
+    },
+];
+
+/// Writes the whole exposition for these snapshots into `out` (appending).
+pub fn render(
+    out: &mut String,
+    storages: &[StorageStatus],
+    ingest: &IngestSnapshot,
+    process: &ProcessStats,
+) {
+    let mut w = Writer { out };
+    w.storages(storages);
+    w.ingest(ingest);
+    w.process(process);
+}
+
+struct Writer<'a> {
+    out: &'a mut String,
+}
+
+impl Writer<'_> {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        self.out.push_str("# HELP ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        escape_help(self.out, help);
+        self.out.push_str("\n# TYPE ");
+        self.out.push_str(name);
+        self.out.push(' ');
+        self.out.push_str(kind);
+        self.out.push('\n');
+    }
+
+    /// `name{k="v",...} value\n`; no braces when `labels` is empty.
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out.push_str(k);
+                self.out.push_str("=\"");
+                escape_label_value(self.out, v);
+                self.out.push('"');
+            }
+            self.out.push('}');
+        }
+        self.out.push(' ');
+        match value {
+            Value::Int(v) => {
+                let _ = write!(self.out, "{v}");
+            }
+            Value::Float(v) => write_float(self.out, v),
+        }
+        self.out.push('\n');
+    }
+
+    fn storages(&mut self, storages: &[StorageStatus]) {
+        if storages.is_empty() {
+            return;
+        }
+        self.header(
+            "promrelay_storage_info",
+            "gauge",
+            "Always 1: a storage's id with its (redacted) URL and configured name.",
+        );
+        for s in storages {
+            self.sample(
+                "promrelay_storage_info",
+                &[
+                    ("storage", &s.id),
+                    ("url", &s.url),
+                    ("name", s.name.as_deref().unwrap_or("")),
+                ],
+                Value::Int(1),
+            );
+        }
+        self.header(
+            "promrelay_storage_state",
+            "gauge",
+            "1 for the sender's current state (ok, retrying, dropping), 0 for the others.",
+        );
+        for s in storages {
+            for state in STATES {
+                self.sample(
+                    "promrelay_storage_state",
+                    &[("storage", &s.id), ("state", state.as_str())],
+                    Value::Int(u64::from(s.state == state)),
+                );
+            }
+        }
+        let mut name = String::with_capacity(64);
+        for figure in STORAGE_FIGURES {
+            let values: Vec<(&str, Value)> = storages
+                .iter()
+                .filter_map(|s| (figure.value)(s).map(|v| (s.id.as_str(), v)))
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            name.clear();
+            name.push_str("promrelay_");
+            name.push_str(figure.name);
+            self.header(&name, figure.kind.as_str(), figure.help);
+            for (id, v) in values {
+                self.sample(&name, &[("storage", id)], v);
+            }
+        }
+    }
+
+    fn ingest(&mut self, ingest: &IngestSnapshot) {
+        if !ingest.samples.is_empty() {
+            self.header(
+                "promrelay_ingested_samples_total",
+                "counter",
+                "Samples accepted, by where they came from.",
+            );
+            for (source, n) in &ingest.samples {
+                self.sample(
+                    "promrelay_ingested_samples_total",
+                    &[("source", source.as_str())],
+                    Value::Int(*n),
+                );
+            }
+        }
+        if !ingest.accepted_requests.is_empty() {
+            self.header(
+                "promrelay_ingest_requests_total",
+                "counter",
+                "Requests accepted (answered 2xx), by where they came from.",
+            );
+            for (source, n) in &ingest.accepted_requests {
+                self.sample(
+                    "promrelay_ingest_requests_total",
+                    &[("source", source.as_str())],
+                    Value::Int(*n),
+                );
+            }
+        }
+        if !ingest.rejected_requests.is_empty() {
+            self.header(
+                "promrelay_rejected_requests_total",
+                "counter",
+                "Requests refused, by reason.",
+            );
+            for (reason, n) in &ingest.rejected_requests {
+                self.sample(
+                    "promrelay_rejected_requests_total",
+                    &[("reason", reason.as_str())],
+                    Value::Int(*n),
+                );
+            }
+        }
+        self.histogram(
+            "promrelay_ingest_request_duration_seconds",
+            "How long receiving a push took, accepted or refused.",
+            &ingest.duration_buckets,
+            ingest.duration_count,
+            ingest.duration_sum_seconds,
+        );
+    }
+
+    /// `buckets` are cumulative `(upper bound, count)` without `+Inf`, which is `count`.
+    fn histogram(&mut self, name: &str, help: &str, buckets: &[(f64, u64)], count: u64, sum: f64) {
+        self.header(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        let mut le = String::with_capacity(16);
+        for (bound, n) in buckets {
+            le.clear();
+            write_float(&mut le, *bound);
+            self.sample(&bucket, &[("le", &le)], Value::Int(*n));
+        }
+        self.sample(&bucket, &[("le", "+Inf")], Value::Int(count));
+        self.sample(&format!("{name}_sum"), &[], Value::Float(sum));
+        self.sample(&format!("{name}_count"), &[], Value::Int(count));
+    }
+
+    fn process(&mut self, p: &ProcessStats) {
+        let figures: [(&str, Kind, &str, Option<Value>); 6] = [
+            (
+                "process_cpu_seconds_total",
+                Kind::Counter,
+                "Total user and system CPU time spent in seconds.",
+                p.cpu_seconds.map(Value::Float),
+            ),
+            (
+                "process_resident_memory_bytes",
+                Kind::Gauge,
+                "Resident memory size in bytes.",
+                p.resident_memory_bytes.map(Value::Int),
+            ),
+            (
+                "process_virtual_memory_bytes",
+                Kind::Gauge,
+                "Virtual memory size in bytes.",
+                p.virtual_memory_bytes.map(Value::Int),
+            ),
+            (
+                "process_open_fds",
+                Kind::Gauge,
+                "Number of open file descriptors.",
+                p.open_fds.map(Value::Int),
+            ),
+            (
+                "process_max_fds",
+                Kind::Gauge,
+                "Maximum number of open file descriptors.",
+                p.max_fds.map(Value::Int),
+            ),
+            (
+                "process_start_time_seconds",
+                Kind::Gauge,
+                "Start time of the process since unix epoch in seconds.",
+                p.start_time_seconds.map(Value::Float),
+            ),
+        ];
+        for (name, kind, help, value) in figures {
+            if let Some(v) = value {
+                self.header(name, kind.as_str(), help);
+                self.sample(name, &[], v);
+            }
+        }
+    }
+}
+
+/// A float as the text format reads it: Go's spellings for the special values, and the
+/// shortest decimal that reads back as the same float otherwise (Rust's `Display`).
+fn write_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Label values: backslash, double quote and line feed are escaped; everything else is UTF-8 as is.
+pub(super) fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// HELP text: backslash and line feed are escaped (a double quote is not, in this format).
+fn escape_help(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
