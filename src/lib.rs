@@ -10,6 +10,8 @@
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
 //! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
 //!   binary and the end-to-end tests run).
+//! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding, the
+//!   text/OpenMetrics parser, one loop per target feeding the same fan-out as ingest.
 //! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page, health and readiness.
 #![forbid(unsafe_code)]
 
@@ -20,4 +22,5 @@ pub mod ingest;
 pub mod prompb;
 pub mod queue;
 pub mod relabel;
+pub mod scrape;
 pub mod server;

@@ -21,6 +21,7 @@ use crate::admin::{self, StatusSource};
 use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
 use crate::ingest::{self, IngestMetrics, IngestSnapshot, IngestState};
+use crate::scrape::manager::{Scraper, ScraperError, TargetsView};
 
 /// Errors that stop the application.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum ServerError {
     /// Serving HTTP failed.
     #[error("serving HTTP: {0}")]
     Serve(#[source] std::io::Error),
+    /// The scraper could not start (bad `--scrape-config` file, TLS files).
+    #[error(transparent)]
+    Scrape(#[from] ScraperError),
     /// An internal task failed.
     #[error("{0}")]
     Task(String),
@@ -39,6 +43,7 @@ pub enum ServerError {
 struct App {
     fanout: Arc<OnceLock<Arc<Fanout>>>,
     metrics: Arc<IngestMetrics>,
+    scraper: OnceLock<Arc<Scraper>>,
 }
 
 impl StatusSource for App {
@@ -56,6 +61,19 @@ impl StatusSource for App {
     fn ready(&self) -> bool {
         self.fanout.get().is_some()
     }
+
+    fn targets(&self) -> Option<Arc<TargetsView>> {
+        self.scraper.get().map(|s| s.view())
+    }
+
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+        let scraper = Arc::clone(self.scraper.get()?);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(scraper.reload().await);
+        });
+        Some(rx)
+    }
 }
 
 /// Runs promrelay on `listener` until `shutdown` completes.
@@ -67,6 +85,7 @@ pub async fn run(
     let app = Arc::new(App {
         fanout: Arc::new(OnceLock::new()),
         metrics: Arc::new(IngestMetrics::default()),
+        scraper: OnceLock::new(),
     });
     let ingest_state = Arc::new(IngestState {
         fanout: Arc::clone(&app.fanout),
@@ -110,6 +129,27 @@ pub async fn run(
         }
     };
     let _ = app.fanout.set(Arc::clone(&fanout));
+    if let Some(path) = &cfg.scrape.config_file {
+        match Scraper::start(
+            path.clone(),
+            cfg.scrape.cluster,
+            Arc::clone(&fanout),
+            Arc::clone(&app.metrics),
+        )
+        .await
+        {
+            Ok(s) => {
+                let s = Arc::new(s);
+                let _ = app.scraper.set(Arc::clone(&s));
+                tokio::spawn(reload_on_sighup(s, stop.clone()));
+            }
+            Err(e) => {
+                stop.cancel();
+                let _ = server.await;
+                return Err(e.into());
+            }
+        }
+    }
     for st in fanout.storages() {
         let s = st.status();
         info!(storage = %s.id, url = %s.url, pending_blocks = s.pending_blocks, "storage ready");
@@ -117,6 +157,9 @@ pub async fn run(
     info!("promrelay ready");
 
     let served = server.await.map_err(|e| ServerError::Task(e.to_string()))?;
+    if let Some(s) = app.scraper.get() {
+        s.stop().await;
+    }
     info!("stopped accepting; stopping senders");
     senders_stop.cancel();
     for s in senders {
@@ -126,4 +169,22 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || f.flush()).await;
     info!("queues flushed; bye");
     served.map_err(ServerError::Serve)
+}
+
+/// Reloads the scrape config on every SIGHUP until `stop`.
+async fn reload_on_sighup(scraper: Arc<Scraper>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match scraper.reload().await {
+                Ok(()) => info!("SIGHUP: scrape config reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: scrape config not reloaded; the old one keeps running"),
+            },
+            _ = stop.cancelled() => return,
+        }
+    }
 }

@@ -7,6 +7,9 @@
 //! | `GET /metrics` | Prometheus text format 0.0.4 (`exposition.rs`, process figures from `process.rs`) |
 //! | `GET /-/healthy` | `200 OK` while the process runs |
 //! | `GET /-/ready` | `200` once every queue is open, `503` before |
+//! | `GET /api/v1/targets` | the scraper's targets in Prometheus' JSON shape (empty when off) |
+//! | `GET /targets` | the targets grouped by job, with a filter box (`targets.rs`) |
+//! | `POST /-/reload` | re-read the scrape config; 500 with the reason when the new one is refused |
 //!
 //! # Owns
 //! How what the other parts report through [`StatusSource`] looks over HTTP: names, formats,
@@ -26,6 +29,7 @@ mod exposition;
 mod page;
 mod process;
 mod rates;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -37,10 +41,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Json};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::forward::StorageStatus;
 use crate::ingest::IngestSnapshot;
+use crate::scrape::manager::TargetsView;
 use process::ProcessStats;
 
 /// What the admin endpoints read. The application implements it; tests implement it with fixed data.
@@ -49,6 +54,15 @@ pub trait StatusSource: Send + Sync + 'static {
     fn ingest(&self) -> IngestSnapshot;
     /// True once every queue is open (the process serves `/-/ready` 200 from then on).
     fn ready(&self) -> bool;
+    /// The scraper's targets; `None` when scraping is off (no `--scrape-config`).
+    fn targets(&self) -> Option<Arc<TargetsView>> {
+        None
+    }
+    /// Starts a reload of the scrape config and says how it went; `None` when there is nothing
+    /// to reload.
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+        None
+    }
 }
 
 /// Why each field exists.
@@ -79,6 +93,9 @@ pub fn router(source: Arc<dyn StatusSource>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
+        .route("/api/v1/targets", get(targets_json))
+        .route("/targets", get(targets_page))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(admin)
 }
 
@@ -127,5 +144,41 @@ async fn ready(State(a): State<Shared>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: queues are being opened\n",
         )
+    }
+}
+
+async fn targets_json(State(a): State<Shared>) -> impl IntoResponse {
+    let body = match a.source.targets() {
+        Some(view) => view.api_json(),
+        None => serde_json::json!({
+            "status": "success",
+            "data": {"activeTargets": [], "droppedTargets": []}
+        }),
+    };
+    ([NO_STORE], Json(body))
+}
+
+async fn targets_page(State(a): State<Shared>) -> impl IntoResponse {
+    let view = a.source.targets();
+    ([NO_STORE], Html(targets::render(view.as_deref())))
+}
+
+async fn reload(State(a): State<Shared>) -> impl IntoResponse {
+    let Some(done) = a.source.reload() else {
+        return (
+            StatusCode::OK,
+            "nothing to reload: no --scrape-config\n".to_string(),
+        );
+    };
+    match done.await {
+        Ok(Ok(())) => (StatusCode::OK, "OK\n".to_string()),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload refused, the old configuration keeps running: {e}\n"),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the scraper is stopping\n".to_string(),
+        ),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! # Owns
 //! `POST /api/v1/write` (also `/api/v1/push` and the same under `/prometheus`): Prometheus
-//! remote-write 1.0, a snappy **block** compressed protobuf `WriteRequest`. Limits, decompression,
+//! remote-write 1.0, a snappy **block** compressed protobuf `WriteRequest`. `POST
+//! /api/v1/import/prometheus`: a text exposition (Prometheus text, or OpenMetrics when the
+//! Content-Type says `application/openmetrics-text`), parsed strictly. Limits, decompression,
 //! validation, and the ingest counters ([`IngestMetrics`]).
 //!
 //! # Guarantees
@@ -62,6 +64,8 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .route("/api/v1/push", post(remote_write))
         .route("/prometheus/api/v1/write", post(remote_write))
         .route("/prometheus/api/v1/push", post(remote_write))
+        .route("/api/v1/import/prometheus", post(import_text))
+        .route("/prometheus/api/v1/import/prometheus", post(import_text))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -170,6 +174,106 @@ async fn handle_remote_write(
         Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
         Err(e) => {
             warn!(error = %e, "push refused: a queue cannot take data");
+            refuse(m, Reject::QueueUnavailable, e)
+        }
+    }
+}
+
+/// `POST /api/v1/import/prometheus`: a text exposition, parsed strictly; 400 names the line.
+/// Samples without a timestamp get the time of the request. Nothing is queued unless the whole
+/// body is valid.
+async fn import_text(
+    State(st): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = handle_import(&st, &headers, body).await;
+    st.metrics.observe_duration(start.elapsed());
+    resp
+}
+
+async fn handle_import(
+    st: &IngestState,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    use crate::scrape::parse::{Entry, Parser, format_from_content_type};
+    use crate::scrape::series::{SeriesBuilder, SeriesOptions};
+    let m = &st.metrics;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                m,
+                Reject::TooLarge,
+                format_args!(
+                    "request body is larger than --max-request-bytes ({} bytes)",
+                    st.max_request_bytes
+                ),
+            );
+        }
+        Err(e) => return refuse(m, Reject::BadBody, format_args!("reading the body: {e}")),
+    };
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim();
+        if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
+            return refuse(
+                m,
+                Reject::UnsupportedMediaType,
+                format_args!("Content-Encoding {enc:?} is not supported for text imports"),
+            );
+        }
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let now = crate::forward::now_ms() as i64;
+    let mut builder = SeriesBuilder::new();
+    let opts = SeriesOptions::default();
+    let mut parser = Parser::new(&body, format_from_content_type(content_type));
+    let mut samples = 0u64;
+    while let Some(entry) = parser.next() {
+        let s = match entry {
+            Ok(Entry::Sample(s)) => s,
+            Ok(_) => continue,
+            Err(e) => return refuse(m, Reject::BadBody, e),
+        };
+        if let Err(e) = builder.add(
+            s.name,
+            s.labels.iter(),
+            s.value,
+            s.timestamp_ms.unwrap_or(now),
+            &opts,
+        ) {
+            return refuse(
+                m,
+                Reject::BadBody,
+                format_args!("line {}: {e}", parser.line()),
+            );
+        }
+        samples += 1;
+    }
+    if builder.series() == 0 {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let Some(fanout) = st.fanout.get() else {
+        return refuse(
+            m,
+            Reject::QueueUnavailable,
+            "starting: the queues are being opened, retry shortly",
+        );
+    };
+    let block = Bytes::from(prompb::compress(builder.as_bytes()));
+    let n = u32::try_from(builder.series()).unwrap_or(u32::MAX);
+    match fanout.push(block, n).await {
+        Ok(()) => {
+            m.accepted(Source::Import, samples);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
+        Err(e) => {
+            warn!(error = %e, "import refused: a queue cannot take data");
             refuse(m, Reject::QueueUnavailable, e)
         }
     }

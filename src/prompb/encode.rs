@@ -153,7 +153,10 @@ mod tests {
     use crate::prompb::{Label, Sample, TimeSeries, WriteRequest, decode_write_request};
     use proptest::prelude::*;
 
-    fn expected(series: &[(Vec<(String, String)>, f64, i64)]) -> WriteRequest {
+    /// Labels, value and timestamp of one generated series.
+    type GeneratedSeries = (Vec<(String, String)>, f64, i64);
+
+    fn expected(series: &[GeneratedSeries]) -> WriteRequest {
         WriteRequest {
             timeseries: series
                 .iter()

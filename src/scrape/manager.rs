@@ -1,0 +1,468 @@
+//! The scraper: owns the scrape config, discovery, each job's HTTP client and one loop per target
+//! this instance owns. Re-syncs the loops when discovery changes and on reload.
+//!
+//! Guarantees: a target keeps its loop (and its health and series memory) as long as it stays
+//! (same identity); removed targets get stale markers for their series; a reload that fails to load
+//! leaves the running configuration untouched and says why; on reload a target whose job changed
+//! gets a new loop that inherits its series memory (no false stale markers). On shutdown loops stop
+//! without stale markers (a restart continues the series within Prometheus' 5 minute staleness).
+//!
+//! Must not: write to queues except through the fan-out the relay uses.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderValue;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfigFile, ScrapeTls};
+use super::discovery::Discovery;
+use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
+use super::series::SeriesMemory;
+use super::targets::{DroppedTarget, Target, build_targets, go_duration_string};
+use crate::config::ClusterConfig;
+use crate::forward::Fanout;
+use crate::ingest::IngestMetrics;
+use crate::prompb::Label;
+
+/// Errors starting the scraper.
+#[derive(Debug, thiserror::Error)]
+pub enum ScraperError {
+    /// The scrape config file could not be loaded.
+    #[error(transparent)]
+    Config(#[from] config::ScrapeConfigError),
+    /// A job's HTTP client could not be built (TLS files).
+    #[error("scrape job {job}: {reason}")]
+    Client { job: String, reason: String },
+}
+
+/// One active target as the pages see it.
+#[derive(Clone)]
+pub struct ActiveTarget {
+    pub target: Arc<Target>,
+    pub health: Arc<Mutex<TargetHealth>>,
+}
+
+/// What the scraper scrapes and does not, for `/api/v1/targets` and `/targets`.
+#[derive(Clone, Default)]
+pub struct TargetsView {
+    pub active: Vec<ActiveTarget>,
+    pub dropped: Vec<DroppedTarget>,
+}
+
+enum Command {
+    Reload(oneshot::Sender<Result<(), String>>),
+    Stop(oneshot::Sender<()>),
+}
+
+/// The running scraper.
+pub struct Scraper {
+    commands: mpsc::Sender<Command>,
+    view: Arc<Mutex<Arc<TargetsView>>>,
+}
+
+struct State {
+    path: PathBuf,
+    cluster: ClusterConfig,
+    fanout: Arc<Fanout>,
+    metrics: Arc<IngestMetrics>,
+    file: ScrapeConfigFile,
+    jobs: HashMap<String, Arc<JobRuntime>>,
+    discovery: Discovery,
+    loops: HashMap<u64, LoopHandle>,
+    view: Arc<Mutex<Arc<TargetsView>>>,
+}
+
+impl Scraper {
+    /// Loads `path`, starts discovery and the loops.
+    pub async fn start(
+        path: PathBuf,
+        cluster: ClusterConfig,
+        fanout: Arc<Fanout>,
+        metrics: Arc<IngestMetrics>,
+    ) -> Result<Scraper, ScraperError> {
+        let load_path = path.clone();
+        let file = tokio::task::spawn_blocking(move || config::load(&load_path))
+            .await
+            .map_err(|e| ScraperError::Client {
+                job: String::new(),
+                reason: e.to_string(),
+            })??;
+        let jobs = runtimes(&file, &fanout, &metrics, &HashMap::new())?;
+        let discovery = Discovery::start(&file.jobs);
+        let view = Arc::new(Mutex::new(Arc::new(TargetsView::default())));
+        let mut state = State {
+            path,
+            cluster,
+            fanout,
+            metrics,
+            file,
+            jobs,
+            discovery,
+            loops: HashMap::new(),
+            view: Arc::clone(&view),
+        };
+        state.sync(HashMap::new()).await;
+        let (commands, rx) = mpsc::channel(4);
+        tokio::spawn(state.run(rx));
+        Ok(Scraper { commands, view })
+    }
+
+    /// Re-reads the scrape config file. On error the running configuration stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reload(tx))
+            .await
+            .map_err(|_| "the scraper has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the scraper has stopped".to_string())?
+    }
+
+    /// Stops every loop (without stale markers).
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The current targets.
+    pub fn view(&self) -> Arc<TargetsView> {
+        Arc::clone(&self.view.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl State {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut changes = self.discovery.subscribe();
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // Discovery was replaced by a reload: follow the new one.
+                        changes = self.discovery.subscribe();
+                        continue;
+                    }
+                    self.sync(HashMap::new()).await;
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Reload(reply)) => {
+                        let res = self.reload().await;
+                        changes = self.discovery.subscribe();
+                        let _ = reply.send(res);
+                    }
+                    Some(Command::Stop(reply)) => {
+                        for (_, l) in self.loops.drain() {
+                            l.stop(StopMode::HandOver).await;
+                        }
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<(), String> {
+        let path = self.path.clone();
+        let file = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let jobs =
+            runtimes(&file, &self.fanout, &self.metrics, &self.jobs).map_err(|e| e.to_string())?;
+        // Loops of jobs whose settings changed restart with the new settings, keeping memory.
+        let mut handed_over = HashMap::new();
+        let changed: Vec<u64> = self
+            .loops
+            .iter()
+            .filter(
+                |(_, l)| match (self.jobs.get(&l.target.job), jobs.get(&l.target.job)) {
+                    (Some(old), Some(new)) => !Arc::ptr_eq(old, new),
+                    _ => true,
+                },
+            )
+            .map(|(id, _)| *id)
+            .collect();
+        for id in changed {
+            if let Some(l) = self.loops.remove(&id) {
+                handed_over.insert(id, l.stop(StopMode::HandOver).await);
+            }
+        }
+        self.discovery = Discovery::start(&file.jobs);
+        self.file = file;
+        self.jobs = jobs;
+        self.sync(handed_over).await;
+        info!(file = %self.path.display(), jobs = self.jobs.len(), targets = self.loops.len(), "scrape config reloaded");
+        Ok(())
+    }
+
+    /// Makes the loops match the discovered targets.
+    async fn sync(&mut self, mut handed_over: HashMap<u64, SeriesMemory>) {
+        let snapshot = self.discovery.current();
+        let mut desired: HashMap<u64, Arc<Target>> = HashMap::new();
+        let mut dropped = Vec::new();
+        for jg in snapshot.iter() {
+            let Some(job) = self.jobs.get(&jg.job) else {
+                continue;
+            };
+            let set = build_targets(&job.cfg, &jg.groups, &self.file.global, &self.cluster);
+            for t in set.active {
+                desired.entry(t.id()).or_insert_with(|| Arc::new(t));
+            }
+            dropped.extend(set.dropped);
+        }
+        let gone: Vec<u64> = self
+            .loops
+            .keys()
+            .filter(|id| !desired.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            if let Some(l) = self.loops.remove(&id) {
+                l.stop(StopMode::Gone).await;
+            }
+        }
+        for (id, t) in desired {
+            if self.loops.contains_key(&id) {
+                continue;
+            }
+            let Some(job) = self.jobs.get(&t.job) else {
+                continue;
+            };
+            let memory = handed_over.remove(&id).unwrap_or_default();
+            self.loops
+                .insert(id, scrape_loop::spawn(t, Arc::clone(job), memory));
+        }
+        // Memory handed over for targets that did not come back: they are gone.
+        for memory in handed_over.into_values() {
+            let enc = super::series::all_stale(&memory, now_unix_ms() as i64);
+            if enc.series() > 0 {
+                let body = bytes::Bytes::from(crate::prompb::compress(enc.as_bytes()));
+                let n = u32::try_from(enc.series()).unwrap_or(u32::MAX);
+                if let Err(e) = self.fanout.push(body, n).await {
+                    warn!(error = %e, "stale markers for removed targets could not be queued");
+                }
+            }
+        }
+        let mut active: Vec<ActiveTarget> = self
+            .loops
+            .values()
+            .map(|l| ActiveTarget {
+                target: Arc::clone(&l.target),
+                health: Arc::clone(&l.health),
+            })
+            .collect();
+        active.sort_by(|a, b| {
+            (a.target.job.as_str(), a.target.scrape_url.as_str())
+                .cmp(&(b.target.job.as_str(), b.target.scrape_url.as_str()))
+        });
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(TargetsView { active, dropped });
+    }
+}
+
+/// A runtime (client, auth) per job; jobs whose config did not change keep their runtime.
+fn runtimes(
+    file: &ScrapeConfigFile,
+    fanout: &Arc<Fanout>,
+    metrics: &Arc<IngestMetrics>,
+    previous: &HashMap<String, Arc<JobRuntime>>,
+) -> Result<HashMap<String, Arc<JobRuntime>>, ScraperError> {
+    let external_labels: Vec<Label> = file
+        .global
+        .external_labels
+        .iter()
+        .map(|(n, v)| Label::new(n, v))
+        .collect();
+    let mut out = HashMap::new();
+    for job in &file.jobs {
+        if let Some(old) = previous.get(&job.job_name)
+            && old.cfg == *job
+            && old.external_labels == external_labels
+        {
+            out.insert(job.job_name.clone(), Arc::clone(old));
+            continue;
+        }
+        let err = |reason: String| ScraperError::Client {
+            job: job.job_name.clone(),
+            reason,
+        };
+        let client = client(job).map_err(err)?;
+        let authorization = authorization(&job.auth).map_err(err)?;
+        out.insert(
+            job.job_name.clone(),
+            Arc::new(JobRuntime {
+                cfg: job.clone(),
+                client,
+                authorization,
+                external_labels: external_labels.clone(),
+                fanout: Arc::clone(fanout),
+                metrics: Arc::clone(metrics),
+            }),
+        );
+    }
+    Ok(out)
+}
+
+fn client(job: &JobConfig) -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls: &ScrapeTls = &job.tls;
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(4);
+    let mut ca_pem = Vec::new();
+    if let Some(f) = &tls.ca_file {
+        ca_pem =
+            std::fs::read(f).map_err(|e| format!("tls_config.ca_file {}: {e}", f.display()))?;
+    } else if let Some(ca) = &tls.ca {
+        ca_pem = ca.as_bytes().to_vec();
+    }
+    if !ca_pem.is_empty() {
+        for cert in reqwest::Certificate::from_pem_bundle(&ca_pem)
+            .map_err(|e| format!("tls_config CA: {e}"))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    let cert = match (&tls.cert_file, &tls.cert) {
+        (Some(f), _) => Some(
+            std::fs::read(f).map_err(|e| format!("tls_config.cert_file {}: {e}", f.display()))?,
+        ),
+        (None, Some(c)) => Some(c.as_bytes().to_vec()),
+        _ => None,
+    };
+    let key = match (&tls.key_file, &tls.key) {
+        (Some(f), _) => Some(
+            std::fs::read(f).map_err(|e| format!("tls_config.key_file {}: {e}", f.display()))?,
+        ),
+        (None, Some(k)) => Some(k.expose().as_bytes().to_vec()),
+        _ => None,
+    };
+    if let (Some(mut pem), Some(key)) = (cert, key) {
+        pem.extend(key);
+        b = b.identity(
+            reqwest::Identity::from_pem(&pem)
+                .map_err(|e| format!("tls_config client cert: {e}"))?,
+        );
+    }
+    if tls.insecure_skip_verify {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| format!("building HTTP client: {e}"))
+}
+
+fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, String> {
+    let text = match auth {
+        ScrapeAuth::None => return Ok(None),
+        ScrapeAuth::Basic { username, password } => {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD
+                .encode(format!("{username}:{}", password.expose()));
+            format!("Basic {token}")
+        }
+        ScrapeAuth::Authorization { kind, credentials } => {
+            format!("{kind} {}", credentials.expose())
+        }
+    };
+    let mut v =
+        HeaderValue::from_str(&text).map_err(|_| "credentials are not valid in a header")?;
+    v.set_sensitive(true);
+    Ok(Some(v))
+}
+
+fn labels_json(labels: &[Label]) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
+            .collect(),
+    )
+}
+
+fn rfc3339(unix_ms: Option<u64>) -> String {
+    match unix_ms {
+        Some(ms) => {
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+        }
+        // Prometheus' zero time for "never scraped".
+        None => "0001-01-01T00:00:00Z".to_string(),
+    }
+}
+
+impl TargetsView {
+    /// Prometheus' `/api/v1/targets` response.
+    pub fn api_json(&self) -> Value {
+        let active: Vec<Value> = self
+            .active
+            .iter()
+            .map(|a| {
+                let h = a.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let t = &a.target;
+                json!({
+                    "discoveredLabels": labels_json(&t.discovered_labels),
+                    "labels": labels_json(&t.labels),
+                    "scrapePool": t.job,
+                    "scrapeUrl": t.scrape_url.as_str(),
+                    "globalUrl": t.scrape_url.as_str(),
+                    "lastError": h.last_error,
+                    "lastScrape": rfc3339(h.last_scrape_unix_ms),
+                    "lastScrapeDuration": h.last_scrape_duration.as_secs_f64(),
+                    "lastSamples": h.last_samples,
+                    "health": h.health,
+                    "scrapeInterval": go_duration_string(t.interval),
+                    "scrapeTimeout": go_duration_string(t.timeout),
+                })
+            })
+            .collect();
+        let dropped: Vec<Value> = self
+            .dropped
+            .iter()
+            .map(|d| {
+                json!({
+                    "discoveredLabels": labels_json(&d.discovered_labels),
+                    "scrapePool": d.job,
+                    "reason": d.reason.to_string(),
+                })
+            })
+            .collect();
+        json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_scraped_is_prometheus_zero_time() {
+        assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339(Some(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn bearer_authorization_is_a_sensitive_header() {
+        let auth = ScrapeAuth::Authorization {
+            kind: "Bearer".into(),
+            credentials: crate::config::Secret::new("tok"),
+        };
+        let v = authorization(&auth).unwrap().unwrap();
+        assert_eq!(v, "Bearer tok");
+        assert!(v.is_sensitive());
+    }
+}

@@ -1,0 +1,18 @@
+//! Scraping: targets, scrape loops and the exposition formats they read (see `design.md`).
+//!
+//! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
+//! - [`discovery`]: `static_configs` and `file_sd_configs` as target groups, watched for changes.
+//! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
+//! - [`scrape_loop`]: one target's loop: fetch, parse, report series, stale markers, send.
+//! - [`targets`]: targets from groups as Prometheus' `PopulateLabels` builds them, sharded.
+//! - [`series`]: parsed samples to remote-write series: label merging, limits, stale markers.
+//! - [`sharding`]: vmagent 1.79's cluster sharding key and member assignment.
+
+pub mod config;
+pub mod discovery;
+pub mod manager;
+pub mod parse;
+pub mod scrape_loop;
+pub mod series;
+pub mod sharding;
+pub mod targets;

@@ -1,0 +1,127 @@
+//! Property tests: no input makes the parser panic, what it counts it yields, and the number
+//! fast paths agree with the slow ones.
+
+use proptest::collection::vec;
+use proptest::prelude::*;
+
+use super::number::{parse_openmetrics_timestamp, parse_value};
+use super::*;
+
+/// Reads every entry, iterating every label set, as a caller would. Returns the number of
+/// entries read.
+fn drain(body: &[u8], format: Format) -> usize {
+    let mut n = 0;
+    for entry in Parser::new(body, format) {
+        n += 1;
+        if let Ok(Entry::Sample(s)) = entry {
+            assert_eq!(s.labels.iter().count(), s.labels.len(), "{:?}", s.series);
+            if let Some(ex) = s.exemplar {
+                assert_eq!(ex.labels.iter().count(), ex.labels.len());
+            }
+        }
+    }
+    n
+}
+
+/// Pieces that make up expositions, so that random sequences reach deep into the grammar.
+fn token() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "a",
+        "a_total",
+        "a_bucket",
+        "a_count",
+        "a_sum",
+        "le",
+        "quantile",
+        "{",
+        "}",
+        "=",
+        "\"",
+        "\\",
+        "\\n",
+        "\\\"",
+        ",",
+        " ",
+        "\t",
+        "\n",
+        "#",
+        "# ",
+        "# HELP ",
+        "# TYPE ",
+        "# UNIT ",
+        "# EOF",
+        "counter",
+        "histogram",
+        "gauge",
+        "summary",
+        "stateset",
+        "info",
+        "1",
+        "-1",
+        "1.5",
+        "1e3",
+        "NaN",
+        "+Inf",
+        "-Inf",
+        "0x1p-3",
+        "123456789012345678901234",
+        "é",
+        "\u{0}",
+        "\"+Inf\"",
+        "\"1\"",
+        " # {",
+        "} ",
+        ".",
+        "e",
+        "_",
+    ])
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(body in vec(any::<u8>(), 0..600)) {
+        drain(&body, Format::PrometheusText);
+        drain(&body, Format::OpenMetrics);
+    }
+
+    #[test]
+    fn random_token_sequences_never_panic(tokens in vec(token(), 0..80)) {
+        let body = tokens.concat();
+        drain(body.as_bytes(), Format::PrometheusText);
+        drain(body.as_bytes(), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn fast_decimal_path_agrees_with_str_parse(
+        int in 0u64..100_000_000_000_000_000,
+        frac in "[0-9]{0,25}",
+        negative in any::<bool>(),
+    ) {
+        let text = format!("{}{int}.{frac}", if negative { "-" } else { "" });
+        let expected: f64 = text.parse().unwrap();
+        prop_assert_eq!(parse_value(&text, true).map(f64::to_bits), Ok(expected.to_bits()));
+    }
+
+    #[test]
+    fn decimal_timestamps_convert_to_exact_milliseconds(
+        seconds in -10_000_000_000i64..10_000_000_000,
+        millis in 0i64..1000,
+        extra in "[0-9]{0,6}",
+    ) {
+        let sign = if seconds < 0 { "-" } else { "" };
+        let text = format!("{sign}{}.{millis:03}{extra}", seconds.unsigned_abs());
+        let magnitude = seconds.abs() * 1000 + millis;
+        let expected = if seconds < 0 { -magnitude } else { magnitude };
+        prop_assert_eq!(parse_openmetrics_timestamp(&text), Ok(expected));
+    }
+
+    #[test]
+    fn any_finite_value_round_trips(v in any::<f64>().prop_filter("finite", |v| v.is_finite())) {
+        let text = format!("a{{x=\"y\"}} {v}\n");
+        let entry = Parser::new(text.as_bytes(), Format::PrometheusText).next();
+        let Some(Ok(Entry::Sample(s))) = entry else {
+            panic!("{text:?}: {entry:?}");
+        };
+        prop_assert_eq!(s.value.to_bits(), v.to_bits());
+    }
+}

@@ -1,0 +1,524 @@
+//! From parsed samples to remote-write series: the labels Prometheus would store for them
+//! (target labels merged as `honor_labels` says, `metric_relabel_configs`, external labels),
+//! label limits, duplicate series, and the per-target memory of the previous scrape that stale
+//! markers come from.
+//!
+//! Guarantees: label sets come out sorted by name, without empty values or duplicate names; one
+//! series appears at most once per batch. The common case (no metric relabeling) borrows every
+//! label from the parsed body and the target, and writes it straight into the encoder.
+//!
+//! Must not: fetch, parse or send; it only builds batches.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use smallvec::SmallVec;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::prompb::{Label, WriteRequestEncoder};
+use crate::relabel::CompiledRelabel;
+
+/// The value Prometheus writes to mark a series stale (a NaN with this exact bit pattern).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Why a series could not be built. Any of these fails the whole scrape, as in Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesError {
+    /// The exposition gave the same label name twice for one sample.
+    #[error("series {metric}: label {label:?} appears twice")]
+    DuplicateLabel { metric: String, label: String },
+    /// A series has more labels than the job's `label_limit`.
+    #[error("series {metric}: {count} labels is more than label_limit {limit}")]
+    LabelLimit {
+        metric: String,
+        count: usize,
+        limit: usize,
+    },
+}
+
+/// How series of one batch get their labels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeriesOptions<'a> {
+    /// The target's final labels, sorted by name (empty for pushed text).
+    pub target_labels: &'a [Label],
+    /// On a name clash keep the scraped label (true) or keep the target's and rename the scraped
+    /// one to `exported_<name>` (false, Prometheus' default).
+    pub honor_labels: bool,
+    pub metric_relabel: &'a [CompiledRelabel],
+    /// Added to series that lack them, after relabeling; sorted by name.
+    pub external_labels: &'a [Label],
+    /// Most labels per series; 0 = no limit.
+    pub label_limit: usize,
+}
+
+/// What happened to one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Written to the batch.
+    Series,
+    /// Dropped by `metric_relabel_configs`.
+    Relabeled,
+    /// The batch already had this series; the later sample was left out.
+    Duplicate,
+}
+
+type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// One batch of series (one scrape, or one pushed exposition) being encoded.
+#[derive(Debug, Default)]
+pub struct SeriesBuilder {
+    enc: WriteRequestEncoder,
+    /// Series of this batch: hash of the encoded labels -> where those bytes are.
+    keys: HashMap<u64, Range<usize>>,
+}
+
+/// The series of a target's previous scrape: their encoded labels, for stale markers.
+#[derive(Debug, Default)]
+pub struct SeriesMemory {
+    buf: Vec<u8>,
+    keys: HashMap<u64, Range<usize>>,
+}
+
+impl SeriesMemory {
+    /// Series remembered.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl SeriesBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Series in the batch (stale markers included once added).
+    pub fn series(&self) -> usize {
+        self.enc.series()
+    }
+
+    /// The batch as a serialized `WriteRequest`.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.enc.as_bytes()
+    }
+
+    /// Empties the batch (keeps its buffers).
+    pub fn clear(&mut self) {
+        self.enc.clear();
+        self.keys.clear();
+    }
+
+    /// Adds one sample of metric `name` with its scraped `labels`.
+    pub fn add<'a, I>(
+        &mut self,
+        name: &'a str,
+        labels: I,
+        value: f64,
+        timestamp_ms: i64,
+        opts: &SeriesOptions<'a>,
+    ) -> Result<Added, SeriesError>
+    where
+        I: IntoIterator<Item = (&'a str, Cow<'a, str>)>,
+    {
+        let mut set: SmallVec<[Pair<'a>; 16]> = SmallVec::new();
+        set.push((Cow::Borrowed("__name__"), Cow::Borrowed(name)));
+        set.extend(
+            labels
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(n, v)| (Cow::Borrowed(n), v)),
+        );
+        set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = set.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(SeriesError::DuplicateLabel {
+                metric: name.to_string(),
+                label: w[0].0.to_string(),
+            });
+        }
+        merge_target_labels(&mut set, opts.target_labels, opts.honor_labels);
+        if !opts.metric_relabel.is_empty() {
+            let mut owned: Vec<Label> = set
+                .iter()
+                .map(|(n, v)| Label::new(n.as_ref(), v.as_ref()))
+                .collect();
+            if !crate::relabel::process(&mut owned, opts.metric_relabel) {
+                return Ok(Added::Relabeled);
+            }
+            let mut set: SmallVec<[Pair<'_>; 16]> = owned
+                .iter()
+                .map(|l| {
+                    (
+                        Cow::Borrowed(l.name.as_str()),
+                        Cow::Borrowed(l.value.as_str()),
+                    )
+                })
+                .collect();
+            add_external(&mut set, opts.external_labels);
+            return self.encode(name, &set, value, timestamp_ms, opts.label_limit);
+        }
+        add_external(&mut set, opts.external_labels);
+        self.encode(name, &set, value, timestamp_ms, opts.label_limit)
+    }
+
+    fn encode(
+        &mut self,
+        name: &str,
+        set: &[Pair<'_>],
+        value: f64,
+        timestamp_ms: i64,
+        label_limit: usize,
+    ) -> Result<Added, SeriesError> {
+        if label_limit > 0 && set.len() > label_limit {
+            return Err(SeriesError::LabelLimit {
+                metric: name.to_string(),
+                count: set.len(),
+                limit: label_limit,
+            });
+        }
+        let (len, n) = (self.enc.as_bytes().len(), self.enc.series());
+        let range = self.enc.push_series(
+            set.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
+            value,
+            timestamp_ms,
+        );
+        let key = xxh3_64(&self.enc.as_bytes()[range.clone()]);
+        if self.keys.contains_key(&key) {
+            self.enc.truncate(len, n);
+            return Ok(Added::Duplicate);
+        }
+        self.keys.insert(key, range);
+        Ok(Added::Series)
+    }
+
+    /// Series of this batch that `previous` did not have (Prometheus' `scrape_series_added`).
+    pub fn count_new(&self, previous: &SeriesMemory) -> usize {
+        self.keys
+            .keys()
+            .filter(|k| !previous.keys.contains_key(k))
+            .count()
+    }
+
+    /// Appends a stale marker at `timestamp_ms` for every series of `previous` this batch lacks.
+    pub fn mark_vanished_stale(&mut self, previous: &SeriesMemory, timestamp_ms: i64) -> usize {
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let mut n = 0;
+        for (key, range) in &previous.keys {
+            if !self.keys.contains_key(key) {
+                self.enc
+                    .push_raw_labels(&previous.buf[range.clone()], stale, timestamp_ms);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Makes this batch the memory for the next one (taking its buffers), and returns the batch's
+    /// bytes' former memory buffer to reuse. The builder is empty afterwards.
+    pub fn remember(&mut self, memory: &mut SeriesMemory) {
+        let old = std::mem::take(&mut memory.buf);
+        memory.buf = self.enc.swap_buffer(old);
+        memory.keys = std::mem::take(&mut self.keys);
+    }
+}
+
+/// Stale markers for every series in `memory` (a target that went away), as a `WriteRequest`.
+pub fn all_stale(memory: &SeriesMemory, timestamp_ms: i64) -> WriteRequestEncoder {
+    let stale = f64::from_bits(STALE_NAN_BITS);
+    let mut enc = WriteRequestEncoder::new();
+    for range in memory.keys.values() {
+        enc.push_raw_labels(&memory.buf[range.clone()], stale, timestamp_ms);
+    }
+    enc
+}
+
+/// Prometheus' `mutateSampleLabels` for the target labels.
+fn merge_target_labels<'a>(
+    set: &mut SmallVec<[Pair<'a>; 16]>,
+    target: &'a [Label],
+    honor_labels: bool,
+) {
+    if target.is_empty() {
+        return;
+    }
+    let mut conflicts: SmallVec<[Pair<'a>; 4]> = SmallVec::new();
+    for t in target {
+        match set.binary_search_by(|p| p.0.as_ref().cmp(t.name.as_str())) {
+            Ok(i) if honor_labels => {
+                let _ = i;
+            }
+            Ok(i) => {
+                let scraped = std::mem::replace(&mut set[i].1, Cow::Borrowed(t.value.as_str()));
+                conflicts.push((Cow::Borrowed(t.name.as_str()), scraped));
+            }
+            Err(i) => set.insert(
+                i,
+                (
+                    Cow::Borrowed(t.name.as_str()),
+                    Cow::Borrowed(t.value.as_str()),
+                ),
+            ),
+        }
+    }
+    // The scraped value of a clashing label moves to `exported_<name>` (prefixed again until free).
+    conflicts.sort_by_key(|c| c.0.len());
+    for (name, value) in conflicts {
+        let mut new_name = name.into_owned();
+        loop {
+            new_name.insert_str(0, "exported_");
+            if let Err(i) = set.binary_search_by(|p| p.0.as_ref().cmp(new_name.as_str())) {
+                set.insert(i, (Cow::Owned(new_name), value));
+                break;
+            }
+        }
+    }
+}
+
+fn add_external<'a>(set: &mut SmallVec<[Pair<'a>; 16]>, external: &'a [Label]) {
+    for l in external {
+        if let Err(i) = set.binary_search_by(|p| p.0.as_ref().cmp(l.name.as_str())) {
+            set.insert(
+                i,
+                (
+                    Cow::Borrowed(l.name.as_str()),
+                    Cow::Borrowed(l.value.as_str()),
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompb::decode_write_request;
+
+    fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect()
+    }
+
+    fn built(b: &SeriesBuilder) -> Vec<Vec<(String, String)>> {
+        decode_write_request(b.as_bytes())
+            .unwrap()
+            .timeseries
+            .into_iter()
+            .map(|t| t.labels.into_iter().map(|l| (l.name, l.value)).collect())
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn scraped<'a>(p: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
+        p.iter().map(|(n, v)| (*n, Cow::Borrowed(*v)))
+    }
+
+    #[test]
+    fn target_labels_are_added_and_sorted() {
+        let target = labels(&[("instance", "h:9100"), ("job", "node")]);
+        let opts = SeriesOptions {
+            target_labels: &target,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        b.add("up_x", scraped(&[("zone", "a")]), 1.0, 1, &opts)
+            .unwrap();
+        assert_eq!(
+            built(&b),
+            vec![pairs(&[
+                ("__name__", "up_x"),
+                ("instance", "h:9100"),
+                ("job", "node"),
+                ("zone", "a")
+            ])]
+        );
+    }
+
+    #[test]
+    fn clashing_scraped_label_becomes_exported_without_honor_labels() {
+        let target = labels(&[("job", "node")]);
+        let opts = SeriesOptions {
+            target_labels: &target,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        b.add(
+            "m",
+            scraped(&[("job", "app"), ("exported_job", "x")]),
+            1.0,
+            1,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(
+            built(&b),
+            vec![pairs(&[
+                ("__name__", "m"),
+                ("exported_exported_job", "app"),
+                ("exported_job", "x"),
+                ("job", "node")
+            ])]
+        );
+    }
+
+    #[test]
+    fn honor_labels_keeps_the_scraped_value() {
+        let target = labels(&[("instance", "h"), ("job", "node")]);
+        let opts = SeriesOptions {
+            target_labels: &target,
+            honor_labels: true,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        b.add("m", scraped(&[("job", "app")]), 1.0, 1, &opts)
+            .unwrap();
+        assert_eq!(
+            built(&b),
+            vec![pairs(&[
+                ("__name__", "m"),
+                ("instance", "h"),
+                ("job", "app")
+            ])]
+        );
+    }
+
+    #[test]
+    fn empty_label_values_are_left_out() {
+        let mut b = SeriesBuilder::new();
+        b.add(
+            "m",
+            scraped(&[("a", ""), ("b", "1")]),
+            1.0,
+            1,
+            &SeriesOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(built(&b), vec![pairs(&[("__name__", "m"), ("b", "1")])]);
+    }
+
+    #[test]
+    fn duplicate_label_name_fails_the_series() {
+        let mut b = SeriesBuilder::new();
+        let err = b
+            .add(
+                "m",
+                scraped(&[("a", "1"), ("a", "2")]),
+                1.0,
+                1,
+                &SeriesOptions::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, SeriesError::DuplicateLabel { .. }));
+    }
+
+    #[test]
+    fn same_series_twice_in_a_batch_is_written_once() {
+        let mut b = SeriesBuilder::new();
+        let opts = SeriesOptions::default();
+        assert_eq!(b.add("m", scraped(&[]), 1.0, 1, &opts), Ok(Added::Series));
+        assert_eq!(
+            b.add("m", scraped(&[]), 2.0, 1, &opts),
+            Ok(Added::Duplicate)
+        );
+        assert_eq!(b.series(), 1);
+    }
+
+    #[test]
+    fn label_limit_counts_every_label_including_the_name() {
+        let opts = SeriesOptions {
+            label_limit: 2,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        assert!(b.add("m", scraped(&[("a", "1")]), 1.0, 1, &opts).is_ok());
+        let err = b
+            .add("m", scraped(&[("a", "1"), ("b", "2")]), 1.0, 1, &opts)
+            .unwrap_err();
+        assert!(matches!(err, SeriesError::LabelLimit { count: 3, .. }));
+    }
+
+    #[test]
+    fn metric_relabel_configs_drop_and_rewrite() {
+        let rules: Vec<crate::relabel::RelabelConfig> = serde_json::from_str(
+            r#"[{"source_labels": ["__name__"], "regex": "go_.*", "action": "drop"},
+                {"target_label": "env", "replacement": "prod"}]"#,
+        )
+        .unwrap();
+        let compiled = crate::relabel::compile_all(&rules).unwrap();
+        let opts = SeriesOptions {
+            metric_relabel: &compiled,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        assert_eq!(
+            b.add("go_goroutines", scraped(&[]), 1.0, 1, &opts),
+            Ok(Added::Relabeled)
+        );
+        b.add("app_up", scraped(&[]), 1.0, 1, &opts).unwrap();
+        assert_eq!(
+            built(&b),
+            vec![pairs(&[("__name__", "app_up"), ("env", "prod")])]
+        );
+    }
+
+    #[test]
+    fn external_labels_fill_in_only_missing_names() {
+        let ext = labels(&[("cluster", "eu"), ("zone", "z1")]);
+        let opts = SeriesOptions {
+            external_labels: &ext,
+            ..Default::default()
+        };
+        let mut b = SeriesBuilder::new();
+        b.add("m", scraped(&[("zone", "mine")]), 1.0, 1, &opts)
+            .unwrap();
+        assert_eq!(
+            built(&b),
+            vec![pairs(&[
+                ("__name__", "m"),
+                ("cluster", "eu"),
+                ("zone", "mine")
+            ])]
+        );
+    }
+
+    #[test]
+    fn vanished_series_get_stale_markers_in_the_next_batch() {
+        let opts = SeriesOptions::default();
+        let mut memory = SeriesMemory::default();
+        let mut b = SeriesBuilder::new();
+        b.add("a", scraped(&[]), 1.0, 1, &opts).unwrap();
+        b.add("b", scraped(&[]), 1.0, 1, &opts).unwrap();
+        b.remember(&mut memory);
+        b.add("a", scraped(&[]), 2.0, 2, &opts).unwrap();
+        assert_eq!(b.count_new(&memory), 0);
+        assert_eq!(b.mark_vanished_stale(&memory, 2), 1);
+        let req = decode_write_request(b.as_bytes()).unwrap();
+        let stale = &req.timeseries[1];
+        assert_eq!(stale.labels, labels(&[("__name__", "b")]));
+        assert_eq!(stale.samples[0].value.to_bits(), STALE_NAN_BITS);
+        assert_eq!(stale.samples[0].timestamp, 2);
+    }
+
+    #[test]
+    fn a_removed_target_gets_stale_markers_for_everything() {
+        let mut memory = SeriesMemory::default();
+        let mut b = SeriesBuilder::new();
+        let opts = SeriesOptions::default();
+        b.add("a", scraped(&[]), 1.0, 1, &opts).unwrap();
+        b.add("b", scraped(&[]), 1.0, 1, &opts).unwrap();
+        b.remember(&mut memory);
+        let req = decode_write_request(all_stale(&memory, 5).as_bytes()).unwrap();
+        assert_eq!(req.timeseries.len(), 2);
+        assert!(
+            req.timeseries
+                .iter()
+                .all(|t| t.samples[0].value.to_bits() == STALE_NAN_BITS)
+        );
+    }
+}
