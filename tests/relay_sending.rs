@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::relay::{FakeStorage, Pushes, Relay, mark_for_refusal};
+use base64::Engine;
+use common::relay::{FakeStorage, Pushes, Relay, mark_for_refusal, unused_port};
 use common::{EVENTUALLY_TIMEOUT, eventually};
 
 #[tokio::test]
@@ -123,6 +124,65 @@ async fn sent_requests_carry_remote_write_headers() {
         );
         assert!(request.request.is_ok(), "{:?}", request.request);
     }
+}
+
+#[tokio::test]
+async fn credentials_never_appear_in_queues_json_or_logs() {
+    const PASSWORD: &str = "hunter2-Sup3rSecret";
+    let storage = FakeStorage::new()
+        .fail_first(2)
+        .failing_with(500)
+        .start()
+        .await;
+    // Nothing listens there: every send fails with a connection error that names the storage.
+    let unreachable = format!(
+        "http://relay:{PASSWORD}@127.0.0.1:{}/api/v1/write",
+        unused_port()
+    );
+    let relay =
+        Relay::with_storages(&[storage.url_with_credentials("relay", PASSWORD), unreachable])
+            .storages_on_command_line()
+            .env("RUST_LOG", "debug")
+            .start()
+            .await;
+    let pushes = Pushes::new("relay_credentials", 2, 2);
+
+    relay.push_all_accepted(&pushes).await;
+    storage
+        .samples_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+    relay
+        .wait_for_queue(1, "failing with a recorded error", |q| {
+            q["retries_total"].as_u64() >= Some(2) && !q["last_error"].is_null()
+        })
+        .await;
+
+    let expected_auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("relay:{PASSWORD}"))
+    );
+    let last = storage.requests().pop().expect("requests arrived");
+    assert_eq!(last.header("authorization"), Some(expected_auth.as_str()));
+    let (_, queues) = relay.get("/api/v1/queues").await;
+    let (metrics_status, metrics) = relay.get("/metrics").await;
+    let (index_status, index) = relay.get("/").await;
+    assert_eq!(metrics_status, 200, "/metrics: {metrics}");
+    assert_eq!(index_status, 200, "/: {index}");
+    for (what, text) in [
+        ("/api/v1/queues", &queues),
+        ("/metrics", &metrics),
+        ("/", &index),
+        ("relay.log", &relay.log()),
+    ] {
+        assert!(
+            !text.contains(PASSWORD),
+            "{what} shows the password:\n{text}"
+        );
+    }
+    assert!(
+        queues.contains("127.0.0.1"),
+        "queues name the storages: {queues}"
+    );
 }
 
 #[tokio::test]
