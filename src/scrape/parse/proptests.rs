@@ -5,6 +5,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::number::{parse_openmetrics_timestamp, parse_value};
+use super::scan::closing_quote;
 use super::*;
 
 /// Reads every entry, iterating every label set, as a caller would. Returns the number of
@@ -89,6 +90,31 @@ proptest! {
         let body = tokens.concat();
         drain(body.as_bytes(), Format::PrometheusText);
         drain(body.as_bytes(), Format::OpenMetrics);
+    }
+
+    #[test]
+    fn word_at_a_time_quote_scan_agrees_with_a_byte_loop(
+        body in vec(prop::sample::select(vec![b'"', b'\\', b'a', 0x80, 0xff, b'n', 0]), 0..40),
+        start in 0usize..40,
+    ) {
+        let start = start.min(body.len());
+        // The reference: a backslash skips the byte after it, the first other `"` closes.
+        let mut expected = None;
+        let (mut i, mut escaped) = (start, false);
+        while i < body.len() {
+            match body[i] {
+                b'"' => {
+                    expected = Some((i, escaped));
+                    break;
+                }
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
+                _ => i += 1,
+            }
+        }
+        prop_assert_eq!(closing_quote(&body, start), expected);
     }
 
     #[test]

@@ -557,6 +557,79 @@ fn content_type_selects_the_format() {
 
 // ---- real data ----
 
+/// What Python's `prometheus_client` (0.23) exposes in OpenMetrics: `_created` samples, UNIT,
+/// exemplars with float-second timestamps, info, stateset, escapes in HELP and label values.
+const CLIENT_PYTHON_OPENMETRICS: &str = r#"# HELP http_requests Requests \"handled\"\nby path
+# TYPE http_requests counter
+http_requests_total{code="200",path="/"} 10.0 # {trace_id="abc0"} 10.0 1795431379.260744
+http_requests_created{code="200",path="/"} 1.7954313792607334e+09
+http_requests_total{code="200",path="/api/v1/query"} 11.0 # {trace_id="abc1"} 11.0 1795431379.260766
+http_requests_created{code="200",path="/api/v1/query"} 1.7954313792607598e+09
+http_requests_total{code="200",path="we\\ird\"\npath"} 12.0 # {trace_id="abc2"} 12.0 1795431379.260779
+http_requests_created{code="200",path="we\\ird\"\npath"} 1.7954313792607756e+09
+# HELP queue_bytes Bytes queued
+# TYPE queue_bytes gauge
+# UNIT queue_bytes bytes
+queue_bytes 1.5e+09
+# HELP request_duration_seconds Latency
+# TYPE request_duration_seconds histogram
+request_duration_seconds_bucket{handler="q",le="0.005"} 1.0 # {trace_id="x"} 0.001 1795431379.2608678
+request_duration_seconds_bucket{handler="q",le="0.1"} 2.0 # {trace_id="x"} 0.05 1795431379.2608757
+request_duration_seconds_bucket{handler="q",le="1.0"} 3.0 # {trace_id="x"} 0.5 1795431379.2608817
+request_duration_seconds_bucket{handler="q",le="10.0"} 4.0 # {trace_id="x"} 3.0 1795431379.2608888
+request_duration_seconds_bucket{handler="q",le="+Inf"} 5.0 # {trace_id="x"} 30.0 1795431379.2608967
+request_duration_seconds_count{handler="q"} 5.0
+request_duration_seconds_sum{handler="q"} 33.551
+request_duration_seconds_created{handler="q"} 1.7954313792608352e+09
+request_duration_seconds_bucket{handler="w",le="0.005"} 0.0
+request_duration_seconds_bucket{handler="w",le="0.1"} 0.0
+request_duration_seconds_bucket{handler="w",le="1.0"} 1.0
+request_duration_seconds_bucket{handler="w",le="10.0"} 1.0
+request_duration_seconds_bucket{handler="w",le="+Inf"} 1.0
+request_duration_seconds_count{handler="w"} 1.0
+request_duration_seconds_sum{handler="w"} 0.2
+request_duration_seconds_created{handler="w"} 1.795431379260913e+09
+# HELP payload_size_bytes Payload sizes
+# TYPE payload_size_bytes summary
+payload_size_bytes_count 1.0
+payload_size_bytes_sum 512.0
+payload_size_bytes_created 1.7954313792609384e+09
+# HELP build Build info
+# TYPE build info
+build_info{revision="abc",version="1.2.3"} 1.0
+# HELP task_state State
+# TYPE task_state stateset
+task_state{task_state="starting"} 0.0
+task_state{task_state="running"} 1.0
+task_state{task_state="stopped"} 0.0
+# EOF
+"#;
+
+#[test]
+fn client_python_openmetrics_exposition_passes_every_check() {
+    let entries = parse(CLIENT_PYTHON_OPENMETRICS, OM).expect("client_python exposition");
+    let samples: Vec<_> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Sample(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(samples.len(), 30);
+    let weird = samples
+        .iter()
+        .find(|s| s.name == "http_requests_total" && s.value == 12.0)
+        .expect("the sample with escapes");
+    assert_eq!(weird.labels.get("path").as_deref(), Some("we\\ird\"\npath"));
+    let exemplar = weird.exemplar.as_ref().expect("an exemplar");
+    assert_eq!(exemplar.labels.get("trace_id").as_deref(), Some("abc2"));
+    assert_eq!(exemplar.timestamp_ms, Some(1_795_431_379_260));
+    assert!(entries.contains(&Entry::Help {
+        metric: "http_requests",
+        text: Cow::Borrowed("Requests \"handled\"\nby path"),
+    }));
+}
+
 #[test]
 fn node_exporter_exposition_parses_completely() {
     let entries = parse(NODE_EXPORTER, TEXT).expect("node_exporter fixture");
