@@ -10,7 +10,10 @@
 #   drain       pushes at a fixed --drain-rate; after --warmup-secs the sinks stop (connections
 #               refused) for --outage-secs while the load goes on; the load stops and the sinks
 #               come back together. Prints the time from the sinks' return until the backlog is
-#               empty, the backlog then, samples per CPU-second and peak RSS.
+#               empty, the backlog then, samples per CPU-second and peak RSS. That time includes
+#               each proxy's wait before it retries (vmagent 1.79 doubles it after each failure,
+#               2, 4, 8, 16, 32 s...; promrelay waits at most max_backoff, 5 s by default), so
+#               the time of the first delivery after the sinks' return is printed too.
 # Every measurement starts both proxies fresh (new data directories) and with default settings,
 # except promrelay's queue cap, raised so an outage never drops data (vmagent has no cap by default;
 # the dropped columns check that neither dropped anything).
@@ -34,7 +37,10 @@
 # Usage: scripts/bench-vs-vmagent.sh [--runs 3] [--modes throughput,drain] [--load-secs 20]
 #          [--connections 4] [--drain-rate 20] [--warmup-secs 5] [--outage-secs 30] [--no-pin]
 #          [--proxies promrelay,vmagent] [--dir target/bench-vs-vmagent] [--keep]
-# The defaults take about 12 minutes; --outage-secs 60 is the issue's longer outage.
+#          [--promrelay-storage 'max_block_bytes: 1MiB, concurrency: 2'] [--vmagent-flags '-a=b -c=d']
+# The defaults take about 10 minutes; --outage-secs 60 is the issue's longer outage.
+# --promrelay-storage adds per-storage settings (YAML, as in promrelay's --config file) to both
+# storages; --vmagent-flags adds flags to vmagent: for what-if runs, the defaults compare defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -51,6 +57,8 @@ proxies=promrelay,vmagent
 dir=target/bench-vs-vmagent
 keep=false
 empty_timeout=300
+promrelay_storage=
+vmagent_flags=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
@@ -66,6 +74,8 @@ while [[ $# -gt 0 ]]; do
         --proxies) proxies=$2; shift 2 ;;
         --dir) dir=$2; shift 2 ;;
         --keep) keep=true; shift ;;
+        --promrelay-storage) promrelay_storage=$2; shift 2 ;;
+        --vmagent-flags) vmagent_flags=$2; shift 2 ;;
         --empty-timeout) empty_timeout=$2; shift 2 ;;
         -h | --help) usage ;;
         *) echo "bench-vs-vmagent: unknown argument $1" >&2; usage 2 ;;
@@ -77,6 +87,7 @@ done
 [[ $drain_rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench-vs-vmagent: --drain-rate $drain_rate is not a number" >&2; exit 2; }
 IFS=, read -r -a mode_list <<<"$modes"
 IFS=, read -r -a proxy_list <<<"$proxies"
+read -r -a vmagent_extra <<<"$vmagent_flags"
 for m in "${mode_list[@]}"; do [[ $m == throughput || $m == drain ]] || { echo "bench-vs-vmagent: unknown mode $m" >&2; exit 2; }; done
 for p in "${proxy_list[@]}"; do [[ $p == promrelay || $p == vmagent ]] || { echo "bench-vs-vmagent: unknown proxy $p" >&2; exit 2; }; done
 
@@ -245,10 +256,15 @@ start_proxy() { # NAME DATADIR
     mkdir -p "$data"
     case $name in
         promrelay)
+            local storages=(--remote-write-url "http://127.0.0.1:$sink1/api/v1/write"
+                --remote-write-url "http://127.0.0.1:$sink2/api/v1/write")
+            if [[ -n $promrelay_storage ]]; then
+                printf 'storages:\n  - {url: "http://127.0.0.1:%s/api/v1/write", %s}\n  - {url: "http://127.0.0.1:%s/api/v1/write", %s}\n' \
+                    "$sink1" "$promrelay_storage" "$sink2" "$promrelay_storage" >"$data.yaml"
+                storages=(--config "$data.yaml")
+            fi
             "${proxy_cpu[@]}" "$promrelay_bin" --listen "127.0.0.1:$proxy_port" --data-dir "$data" \
-                --remote-write-url "http://127.0.0.1:$sink1/api/v1/write" \
-                --remote-write-url "http://127.0.0.1:$sink2/api/v1/write" \
-                --queue-max-bytes 64GiB >"$data.log" 2>&1 &
+                "${storages[@]}" --queue-max-bytes 64GiB >"$data.log" 2>&1 &
             proxy_pid=$!
             pids+=("$proxy_pid")
             wait_http "http://127.0.0.1:$proxy_port/-/ready" 30 || die "promrelay did not get ready: $(tail -5 "$data.log")"
@@ -257,7 +273,7 @@ start_proxy() { # NAME DATADIR
             "${proxy_cpu[@]}" "$vmagent_bin" -httpListenAddr "127.0.0.1:$proxy_port" \
                 -remoteWrite.tmpDataPath "$data" \
                 -remoteWrite.url "http://127.0.0.1:$sink1/api/v1/write" \
-                -remoteWrite.url "http://127.0.0.1:$sink2/api/v1/write" >"$data.log" 2>&1 &
+                -remoteWrite.url "http://127.0.0.1:$sink2/api/v1/write" "${vmagent_extra[@]}" >"$data.log" 2>&1 &
             proxy_pid=$!
             pids+=("$proxy_pid")
             wait_http "http://127.0.0.1:$proxy_port/health" 30 || die "vmagent did not get ready: $(tail -5 "$data.log")"
@@ -416,6 +432,8 @@ measure() { # RUN MODE NAME
 }
 
 say "sinks: nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$sink1 and :$sink2; pinning: $pinning"
+[[ -n $promrelay_storage ]] && say "promrelay storages with: $promrelay_storage"
+[[ -n $vmagent_flags ]] && say "vmagent with: $vmagent_flags"
 say "load: $connections connections; throughput: ${load_secs} s as fast as answered; drain: ${drain_rate} pushes/s, sinks off after ${warmup_secs} s for ${outage_secs} s"
 for run in $(seq "$runs"); do
     order=("${proxy_list[@]}")
