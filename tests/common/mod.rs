@@ -847,3 +847,6 @@ impl NodeExporter {
 
 /// The relay under test, the fake storage and pushes of known series.
 pub mod relay;
+
+/// Scrape targets, scrape config files and a relay that scrapes.
+pub mod scrape;
