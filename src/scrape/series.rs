@@ -65,19 +65,42 @@ pub enum Added {
 
 type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
+/// Series keys are already xxh3 hashes: hashing them again (SipHash) only costs time.
+#[derive(Debug, Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Hash of a series' encoded labels -> where those bytes are.
+type KeyMap = HashMap<u64, Range<usize>, std::hash::BuildHasherDefault<KeyHasher>>;
+
 /// One batch of series (one scrape, or one pushed exposition) being encoded.
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
     enc: WriteRequestEncoder,
     /// Series of this batch: hash of the encoded labels -> where those bytes are.
-    keys: HashMap<u64, Range<usize>>,
+    keys: KeyMap,
 }
 
 /// The series of a target's previous scrape: their encoded labels, for stale markers.
 #[derive(Debug, Default)]
 pub struct SeriesMemory {
     buf: Vec<u8>,
-    keys: HashMap<u64, Range<usize>>,
+    keys: KeyMap,
 }
 
 impl SeriesMemory {
@@ -221,7 +244,9 @@ impl SeriesBuilder {
     pub fn remember(&mut self, memory: &mut SeriesMemory) {
         let old = std::mem::take(&mut memory.buf);
         memory.buf = self.enc.swap_buffer(old);
-        memory.keys = std::mem::take(&mut self.keys);
+        // Swap rather than take, so both maps keep their capacity from scrape to scrape.
+        std::mem::swap(&mut memory.keys, &mut self.keys);
+        self.keys.clear();
     }
 }
 
