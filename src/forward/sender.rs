@@ -22,6 +22,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// A block of at least this much protobuf is a large request on its own: it is sent as received,
+/// not decompressed and merged (merging pays for small pushes; for large ones the recompression
+/// only costs CPU, and makes a backlog drain CPU-bound).
+const SEND_ALONE_BYTES: usize = 1 << 20;
 
 /// The HTTP client for one storage, with its timeout and TLS settings.
 pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, String> {
@@ -182,11 +186,12 @@ impl Batcher {
             raw_len += snap::raw::decompress_len(&b.payload).unwrap_or(0);
             blocks.push(b);
         }
-        while raw_len < max_raw {
+        while raw_len < max_raw && raw_len < SEND_ALONE_BYTES {
             match q.read() {
                 Ok(Some(b)) => {
                     let len = snap::raw::decompress_len(&b.payload).unwrap_or(0);
-                    if !blocks.is_empty() && raw_len + len > max_raw {
+                    let too_big = raw_len + len > max_raw || len >= SEND_ALONE_BYTES;
+                    if !blocks.is_empty() && too_big {
                         self.carry = Some(b);
                         break;
                     }
@@ -412,6 +417,47 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn push(q: &Queue, series: usize) -> Vec<u8> {
+        let req = prompb::example_write_request(series, 1, 1_700_000_000_000);
+        let body = prompb::compress(&prost::Message::encode_to_vec(&req));
+        q.append(&body, series as u32).unwrap();
+        body
+    }
+
+    #[test]
+    fn small_pushes_merge_and_a_large_one_is_sent_alone_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), Default::default()).unwrap();
+        let smalls: Vec<Vec<u8>> = (0..3).map(|_| push(&q, 50)).collect();
+        let large = push(&q, 20_000);
+        assert!(
+            snap::raw::decompress_len(&large).unwrap() >= SEND_ALONE_BYTES,
+            "the large push must be over the threshold"
+        );
+        let after = push(&q, 50);
+        let mut b = Batcher::default();
+
+        let merged = b.next_batch(&q, 8 << 20).unwrap();
+        assert_eq!(merged.blocks.len(), 3);
+        let raw = prompb::decompress_bounded(&merged.body, usize::MAX).unwrap();
+        let want: Vec<u8> = smalls
+            .iter()
+            .flat_map(|s| prompb::decompress_bounded(s, usize::MAX).unwrap())
+            .collect();
+        assert_eq!(
+            raw, want,
+            "merged = the pushes' protobuf, concatenated in order"
+        );
+
+        let alone = b.next_batch(&q, 8 << 20).unwrap();
+        assert_eq!(alone.blocks.len(), 1);
+        assert_eq!(&alone.body[..], &large[..], "sent exactly as received");
+
+        let last = b.next_batch(&q, 8 << 20).unwrap();
+        assert_eq!(&last.body[..], &after[..]);
+        assert!(b.next_batch(&q, 8 << 20).is_none());
+    }
 
     #[test]
     fn retry_after_seconds_are_parsed() {
