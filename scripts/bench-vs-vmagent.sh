@@ -41,6 +41,7 @@
 # The defaults take about 13 minutes. The outage is the issue's 60 s: a 30 s one ends just after
 # vmagent's fourth retry, so it waits 32 s more and looks slow, where after 60 s its next retry
 # comes 2 s after the sinks' return (see the first-delivery figure).
+# --report FILE prints the tables of an earlier run's results.tsv again.
 # --promrelay-storage adds per-storage settings (YAML, as in promrelay's --config file) to both
 # storages; --vmagent-flags adds flags to vmagent: for what-if runs, the defaults compare defaults.
 set -euo pipefail
@@ -61,6 +62,7 @@ keep=false
 empty_timeout=300
 promrelay_storage=
 vmagent_flags=
+report_only=
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
@@ -79,6 +81,7 @@ while [[ $# -gt 0 ]]; do
         --promrelay-storage) promrelay_storage=$2; shift 2 ;;
         --vmagent-flags) vmagent_flags=$2; shift 2 ;;
         --empty-timeout) empty_timeout=$2; shift 2 ;;
+        --report) report_only=$2; shift 2 ;;
         -h | --help) usage ;;
         *) echo "bench-vs-vmagent: unknown argument $1" >&2; usage 2 ;;
     esac
@@ -153,6 +156,82 @@ wait_http() { # URL SECONDS
         sleep 0.1
     done
 }
+
+# --- report ---------------------------------------------------------------------------------
+# Prints the per-run table, per-run ratios and the medians per proxy and mode over the runs of a
+# results file; median ratios are promrelay's median over vmagent's.
+report() { # RESULTS.tsv
+    awk -F'\t' '
+function median(key,   n, i, j, t, v) {
+    n = cnt[key]
+    for (i = 1; i <= n; i++) v[i] = val[key, i]
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function add(mode, proxy, metric, x,   k) {
+    if (x == "-") return
+    k = mode SUBSEP proxy SUBSEP metric; val[k, ++cnt[k]] = x + 0; seen[mode] = 1
+}
+function m(mode, proxy, metric,   k) { k = mode SUBSEP proxy SUBSEP metric; return (k in cnt) ? median(k) : "" }
+function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b == 0) ? "-" : sprintf("%.2f", a / b) }
+function verdict(r, goal,   g) {
+    if (goal == "" || r == "-") return ""
+    split(goal, g, " ")
+    return ((g[1] == ">=" && r + 0 >= g[2]) || (g[1] == "<=" && r + 0 <= g[2])) ? "  met" : "  MISSED"
+}
+function row(label, mode, metric, fmt, goal,   p, v, r) {
+    p = m(mode, "promrelay", metric); v = m(mode, "vmagent", metric); r = ratio(p, v)
+    printf "  %-38s %12s %12s %7s   %s%s\n", label, p == "" ? "-" : sprintf(fmt, p), v == "" ? "-" : sprintf(fmt, v), r, goal, verdict(r, goal)
+}
+{
+    add($2, $3, "pps", $4); add($2, $3, "cpu", $6); add($2, $3, "spcs", $7); add($2, $3, "rss", $8)
+    add($2, $3, "empty", $9); add($2, $3, "resume", $10); add($2, $3, "backlog", $11)
+    add($2, $3, "sink", ($13 < $14 ? $13 : $14))
+    for (i = 4; i <= 14; i++) by[$1, $2, $3, i] = $i
+    if ($1 > runs) runs = $1
+    line[NR] = $0
+}
+END {
+    printf "\nper run: pushes/s accepted, samples accepted, proxy CPU s (load start to backlog empty), samples per CPU-s,\n"
+    printf "peak RSS MiB, backlog empty after load end / sinks return (s), first delivery after sinks return (s),\n"
+    printf "backlog when sinks return (MB), blocks dropped, MB received by sink 1 and sink 2\n"
+    for (i = 1; i <= NR; i++) {
+        split(line[i], f, "\t")
+        printf "  run %s %-10s %-9s %7s %9s %7s %8s %7s %7s %6s %5s %s %6s %6s\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14]
+    }
+    printf "\nper-run ratios promrelay/vmagent: pushes/s, samples per CPU-s, peak RSS, backlog-empty time\n"
+    for (r = 1; r <= runs; r++) for (md = 1; md <= 2; md++) {
+        mode = md == 1 ? "throughput" : "drain"
+        if (!((r, mode, "promrelay", 4) in by) || !((r, mode, "vmagent", 4) in by)) continue
+        printf "  run %d %-10s %6s %6s %6s %6s\n", r, mode, ratio(by[r, mode, "promrelay", 4], by[r, mode, "vmagent", 4]),
+            ratio(by[r, mode, "promrelay", 7], by[r, mode, "vmagent", 7]), ratio(by[r, mode, "promrelay", 8], by[r, mode, "vmagent", 8]),
+            ratio(by[r, mode, "promrelay", 9], by[r, mode, "vmagent", 9])
+    }
+    printf "\nmedians of %d runs                           promrelay      vmagent   ratio   goal (promrelay/vmagent)\n", runs
+    if ("throughput" in seen) {
+        printf " throughput mode\n"
+        row("pushes/s accepted", "throughput", "pps", "%.1f", "")
+        row("samples per CPU-second", "throughput", "spcs", "%.0f", ">= 3")
+        row("peak RSS (MiB)", "throughput", "rss", "%.1f", "<= 0.25")
+        row("backlog empty after the load (s)", "throughput", "empty", "%.2f", "")
+        row("MB received per sink", "throughput", "sink", "%.0f", "")
+    }
+    if ("drain" in seen) {
+        printf " drain mode\n"
+        row("drain time after sinks return (s)", "drain", "empty", "%.2f", "<= 1")
+        row("  first delivery after sinks return (s)", "drain", "resume", "%.2f", "")
+        row("backlog when sinks return (MB)", "drain", "backlog", "%.0f", "")
+        row("pushes/s accepted", "drain", "pps", "%.1f", "")
+        row("samples per CPU-second", "drain", "spcs", "%.0f", "")
+        row("peak RSS (MiB)", "drain", "rss", "%.1f", "<= 0.25")
+        row("MB received per sink", "drain", "sink", "%.0f", "")
+    }
+}' "$1"
+}
+if [[ -n $report_only ]]; then
+    report "$report_only"
+    exit 0
+fi
 
 # --- what we run ----------------------------------------------------------------------------
 say "building promrelay and the load generator (release)"
@@ -447,62 +526,5 @@ for run in $(seq "$runs"); do
     done
 done
 
-# --- report ---------------------------------------------------------------------------------
-# Medians per proxy and mode over the runs; ratios are promrelay's median over vmagent's.
-awk -F'\t' -v runs="$runs" '
-function median(key,   n, i, j, t, v) {
-    n = cnt[key]
-    for (i = 1; i <= n; i++) v[i] = val[key, i]
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
-function add(mode, proxy, metric, x,   k) {
-    if (x == "-") return
-    k = mode SUBSEP proxy SUBSEP metric; val[k, ++cnt[k]] = x + 0; seen[mode] = 1
-}
-function m(mode, proxy, metric,   k) { k = mode SUBSEP proxy SUBSEP metric; return (k in cnt) ? median(k) : "" }
-function ratio(a, b) { return (a == "" || b == "" || b == 0) ? "-" : sprintf("%.2f", a / b) }
-function row(label, mode, metric, fmt, goal,   p, v, r, verdict) {
-    p = m(mode, "promrelay", metric); v = m(mode, "vmagent", metric); r = ratio(p, v)
-    verdict = ""
-    if (goal != "" && r != "-") {
-        split(goal, g, " ")
-        verdict = ((g[1] == ">=" && r + 0 >= g[2]) || (g[1] == "<=" && r + 0 <= g[2])) ? "  met" : "  MISSED"
-    }
-    printf "  %-38s %12s %12s %7s   %s%s\n", label, p == "" ? "-" : sprintf(fmt, p), v == "" ? "-" : sprintf(fmt, v), r, goal, verdict
-}
-{
-    add($2, $3, "pps", $4); add($2, $3, "cpu", $6); add($2, $3, "spcs", $7); add($2, $3, "rss", $8)
-    add($2, $3, "empty", $9); add($2, $3, "resume", $10); add($2, $3, "backlog", $11)
-    add($2, $3, "sink", ($13 < $14 ? $13 : $14))
-    line[NR] = $0
-}
-END {
-    printf "\nper run: pushes/s accepted, samples accepted, proxy CPU s (load start to backlog empty), samples per CPU-s,\n"
-    printf "peak RSS MiB, backlog empty after load end / sinks return (s), first delivery after sinks return (s),\n"
-    printf "backlog when sinks return (MB), blocks dropped, MB received by sink 1 and sink 2\n"
-    for (i = 1; i <= NR; i++) {
-        split(line[i], f, "\t")
-        printf "  run %s %-10s %-9s %7s %9s %7s %8s %7s %7s %6s %5s %s %6s %6s\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[13], f[14]
-    }
-    printf "\nmedians of %d runs                           promrelay      vmagent   ratio   goal (promrelay/vmagent)\n", runs
-    if ("throughput" in seen) {
-        printf " throughput mode\n"
-        row("pushes/s accepted", "throughput", "pps", "%.1f", "")
-        row("samples per CPU-second", "throughput", "spcs", "%.0f", ">= 3")
-        row("peak RSS (MiB)", "throughput", "rss", "%.1f", "<= 0.25")
-        row("backlog empty after the load (s)", "throughput", "empty", "%.2f", "")
-        row("MB received per sink", "throughput", "sink", "%.0f", "")
-    }
-    if ("drain" in seen) {
-        printf " drain mode\n"
-        row("drain time after sinks return (s)", "drain", "empty", "%.2f", "<= 1")
-        row("  first delivery after sinks return (s)", "drain", "resume", "%.2f", "")
-        row("backlog when sinks return (MB)", "drain", "backlog", "%.0f", "")
-        row("pushes/s accepted", "drain", "pps", "%.1f", "")
-        row("samples per CPU-second", "drain", "spcs", "%.0f", "")
-        row("peak RSS (MiB)", "drain", "rss", "%.1f", "<= 0.25")
-        row("MB received per sink", "drain", "sink", "%.0f", "")
-    }
-}' "$results"
+report "$results"
 say "raw figures in $results"
