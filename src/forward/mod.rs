@@ -27,6 +27,7 @@
 mod sender;
 pub mod status;
 
+pub(crate) use sender::error_chain;
 pub use status::{SenderState, StorageStatus};
 
 use std::path::Path;

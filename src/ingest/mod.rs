@@ -78,6 +78,51 @@ fn refuse(m: &IngestMetrics, reason: Reject, why: impl std::fmt::Display) -> Res
     (status, format!("{line}\n")).into_response()
 }
 
+/// The body, or why it could not be read (413 over the limit) for [`refuse`].
+fn read_body(
+    st: &IngestState,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, (Reject, String)> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (
+                Reject::TooLarge,
+                format!(
+                    "request body is larger than --max-request-bytes ({} bytes)",
+                    st.max_request_bytes
+                ),
+            )
+        } else {
+            (Reject::BadBody, format!("reading the body: {e}"))
+        }
+    })
+}
+
+/// Queues a validated block for every storage and answers: 204, or 413/503 with the reason.
+async fn queue(
+    st: &IngestState,
+    fanout: &Fanout,
+    block: Bytes,
+    samples: u64,
+    source: Source,
+) -> Response {
+    let m = &st.metrics;
+    match fanout
+        .push(block, u32::try_from(samples).unwrap_or(u32::MAX))
+        .await
+    {
+        Ok(()) => {
+            m.accepted(source, samples);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
+        Err(e) => {
+            warn!(error = %e, source = source.as_str(), "push refused: a queue cannot take data");
+            refuse(m, Reject::QueueUnavailable, e)
+        }
+    }
+}
+
 async fn remote_write(
     State(st): State<Arc<IngestState>>,
     headers: HeaderMap,
@@ -121,19 +166,9 @@ async fn handle_remote_write(
             );
         }
     }
-    let body = match body {
+    let body = match read_body(st, body) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(
-                m,
-                Reject::TooLarge,
-                format_args!(
-                    "request body is larger than --max-request-bytes ({} bytes)",
-                    st.max_request_bytes
-                ),
-            );
-        }
-        Err(e) => return refuse(m, Reject::BadBody, format_args!("reading the body: {e}")),
+        Err((reason, why)) => return refuse(&st.metrics, reason, why),
     };
     let checked = DECOMPRESSED.with(|buf| {
         let mut buf = buf.borrow_mut();
@@ -163,20 +198,7 @@ async fn handle_remote_write(
         );
     };
     let samples = summary.samples + summary.histograms;
-    match fanout
-        .push(body, u32::try_from(samples).unwrap_or(u32::MAX))
-        .await
-    {
-        Ok(()) => {
-            m.accepted(Source::RemoteWrite, samples);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
-        Err(e) => {
-            warn!(error = %e, "push refused: a queue cannot take data");
-            refuse(m, Reject::QueueUnavailable, e)
-        }
-    }
+    queue(st, fanout, body, samples, Source::RemoteWrite).await
 }
 
 /// `POST /api/v1/import/prometheus`: a text exposition, parsed strictly; 400 names the line.
@@ -201,19 +223,9 @@ async fn handle_import(
     use crate::scrape::parse::{Entry, Parser, format_from_content_type};
     use crate::scrape::series::{SeriesBuilder, SeriesOptions};
     let m = &st.metrics;
-    let body = match body {
+    let body = match read_body(st, body) {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return refuse(
-                m,
-                Reject::TooLarge,
-                format_args!(
-                    "request body is larger than --max-request-bytes ({} bytes)",
-                    st.max_request_bytes
-                ),
-            );
-        }
-        Err(e) => return refuse(m, Reject::BadBody, format_args!("reading the body: {e}")),
+        Err((reason, why)) => return refuse(&st.metrics, reason, why),
     };
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("").trim();
@@ -265,16 +277,5 @@ async fn handle_import(
         );
     };
     let block = Bytes::from(prompb::compress(builder.as_bytes()));
-    let n = u32::try_from(builder.series()).unwrap_or(u32::MAX);
-    match fanout.push(block, n).await {
-        Ok(()) => {
-            m.accepted(Source::Import, samples);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
-        Err(e) => {
-            warn!(error = %e, "import refused: a queue cannot take data");
-            refuse(m, Reject::QueueUnavailable, e)
-        }
-    }
+    queue(st, fanout, block, samples, Source::Import).await
 }

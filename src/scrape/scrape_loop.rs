@@ -22,7 +22,7 @@ use super::config::JobConfig;
 use super::parse::{Entry, Parser, format_from_content_type};
 use super::series::{Added, SeriesBuilder, SeriesMemory, SeriesOptions, all_stale};
 use super::targets::Target;
-use crate::forward::Fanout;
+use crate::forward::{Fanout, error_chain};
 use crate::ingest::{IngestMetrics, Source};
 use crate::prompb::Label;
 
@@ -321,17 +321,6 @@ async fn send(job: &JobRuntime, raw: &[u8], series: usize) {
         Ok(()) => job.metrics.accepted(Source::Scrape, series as u64),
         Err(e) => warn!(job = %job.cfg.job_name, error = %e, "scraped samples could not be queued"),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
