@@ -151,7 +151,7 @@ pub(super) fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> 
 
 /// The dotted key path of an error, without the `value` segments that `Spanned` wrappers add
 /// (so a header literally named `value` is not shown; an acceptable blur for a clear common case).
-fn key_path_of(path: &serde_path_to_error::Path) -> String {
+pub(crate) fn key_path_of(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
     for segment in path.iter() {
@@ -171,6 +171,17 @@ fn key_path_of(path: &serde_path_to_error::Path) -> String {
 }
 
 fn yaml_error(path: &Path, key_path: Option<&str>, err: &YamlError) -> ConfigError {
+    let (place, key, reason) = yaml_parts(path, key_path, err);
+    ConfigError::Yaml { place, key, reason }
+}
+
+/// Where a YAML error is (file, line, column), the key path it is under, and the parser's
+/// reason, each fit for a one-line message. Shared by every YAML file promrelay reads.
+pub(crate) fn yaml_parts(
+    path: &Path,
+    key_path: Option<&str>,
+    err: &YamlError,
+) -> (Place, String, String) {
     let line_col = err
         .location()
         .filter(|l| l.line() > 0)
@@ -183,15 +194,12 @@ fn yaml_error(path: &Path, key_path: Option<&str>, err: &YamlError) -> ConfigErr
     let reason = one_line(&UserMessageFormatter.format_message(original));
     // An empty path is the document itself (or a key serde could not name, like a duplicate).
     let key = key_path.filter(|p| !p.is_empty()).unwrap_or("(top level)");
-    ConfigError::Yaml {
-        place: Place::file(path, line_col),
-        key: one_line(key),
-        reason,
-    }
+    (Place::file(path, line_col), one_line(key), reason)
 }
 
 /// Reads a whole file as UTF-8, refusing more than `limit` bytes. The error is one line.
-fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
+/// Reads a whole file as UTF-8, refusing more than `limit` bytes. The error is one line.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
     let file = fs::File::open(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
     file.take(limit + 1)

@@ -59,8 +59,9 @@ pub use storage::{
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
-use error::one_line;
+pub(crate) use error::one_line;
 use file::{FileConfig, Resolver};
+pub(crate) use file::{key_path_of, read_bounded, yaml_parts};
 
 /// Everything promrelay needs to start, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]

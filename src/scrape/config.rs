@@ -48,15 +48,15 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::fs;
-use std::io::Read;
+
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_saphyr::{Error as YamlError, MessageFormatter, UserMessageFormatter};
+use serde_saphyr::Error as YamlError;
 
 use crate::config::{Place, Secret};
+pub(crate) use crate::config::{key_path_of, one_line, read_bounded};
 use crate::relabel::{CompiledRelabel, RelabelConfig, compile_all};
 
 use raw::RawFile;
@@ -432,70 +432,7 @@ pub fn clean_path(path: &Path) -> PathBuf {
     out.iter().collect()
 }
 
-/// The dotted key path of an error, without the `value` segments `Spanned` adds.
-fn key_path_of(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Map { key } if key == "value" => {}
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Unknown => {}
-        }
-    }
-    out
-}
-
 fn yaml_error(path: &Path, key_path: Option<&str>, err: &YamlError) -> ScrapeConfigError {
-    let line_col = err
-        .location()
-        .filter(|l| l.line() > 0)
-        .map(|l| (l.line() as usize, l.column() as usize));
-    let mut original = err;
-    while let YamlError::AliasError { error, .. } | YamlError::WithSnippet { error, .. } = original
-    {
-        original = error;
-    }
-    let reason = one_line(&UserMessageFormatter.format_message(original));
-    let key = key_path.filter(|p| !p.is_empty()).unwrap_or("(top level)");
-    ScrapeConfigError::Yaml {
-        place: Place::File {
-            path: path.to_path_buf(),
-            line_col,
-        },
-        key: one_line(key),
-        reason,
-    }
-}
-
-/// Reads a whole file as UTF-8, refusing more than `limit` bytes. The error is one line.
-pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > limit {
-        return Err(format!("larger than {limit} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
-}
-
-/// Escapes control characters (newlines included) so user text fits on one line.
-pub(crate) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let (place, key, reason) = crate::config::yaml_parts(path, key_path, err);
+    ScrapeConfigError::Yaml { place, key, reason }
 }
