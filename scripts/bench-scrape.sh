@@ -32,8 +32,13 @@
 #          [--dir target/bench-scrape] [--keep]
 # The defaults take about 7 minutes; `--runs 1 --secs 15` is a quick look.
 set -euo pipefail
+# One { } group to the end, so bash reads the whole script before it runs any of it: it reads a
+# script as it goes, and an edit of this file during a run would have it run pieces of the new text.
+{
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 runs=3
 secs=60
@@ -47,7 +52,6 @@ perf=false
 dir=target/bench-scrape
 keep=false
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) runs=$2; shift 2 ;;
@@ -62,89 +66,25 @@ while [[ $# -gt 0 ]]; do
         --dir) dir=$2; shift 2 ;;
         --keep) keep=true; shift ;;
         -h | --help) usage ;;
-        *) echo "bench-scrape: unknown argument $1" >&2; usage 2 ;;
+        *) say "unknown argument $1"; usage 2 ;;
     esac
 done
 for n in "$runs" "$secs" "$warmup_secs" "$targets" "$series"; do
     if ! [[ $n =~ ^[0-9]+$ ]] || ((n == 0)); then
-        echo "bench-scrape: $n is not a positive whole number" >&2
+        say "$n is not a positive whole number"
         exit 2
     fi
 done
-((targets <= 5000)) || { echo "bench-scrape: at most 5000 targets" >&2; exit 2; }
-[[ $interval =~ ^[0-9]+(ms|s|m)$ ]] || { echo "bench-scrape: --interval $interval is not like 1s or 500ms" >&2; exit 2; }
+((targets <= 5000)) || { say "at most 5000 targets"; exit 2; }
+[[ $interval =~ ^[0-9]+(ms|s|m)$ ]] || { say "--interval $interval is not like 1s or 500ms"; exit 2; }
 interval_s=$(awk -v i="$interval" 'BEGIN { n = i + 0; if (i ~ /ms$/) n /= 1000; else if (i ~ /m$/) n *= 60; print n }')
 IFS=, read -r -a scraper_list <<<"$scrapers"
-for s in "${scraper_list[@]}"; do [[ $s == promrelay || $s == vmagent ]] || { echo "bench-scrape: unknown scraper $s" >&2; exit 2; }; done
+for s in "${scraper_list[@]}"; do [[ $s == promrelay || $s == vmagent ]] || { say "unknown scraper $s"; exit 2; }; done
 
-say() { printf 'bench-scrape: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-now() { date +%s.%N; }
-for tool in curl awk taskset dpkg-deb; do
-    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl gawk util-linux dpkg)"
-done
+require_tools "apt-get install -y curl gawk util-linux dpkg" curl awk taskset dpkg-deb
 if $perf; then
     command -v perf >/dev/null || die "--perf needs perf (apt-get install -y linux-perf)"
 fi
-
-# --- processes: every one we start is remembered and ended on exit -----------------------------
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {
-    local keep_pids=() p
-    for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
-    pids=("${keep_pids[@]}")
-}
-
-# Ends a process we started, politely first; returns once it is gone.
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-
-# Sets the variable named VAR to a TCP port on 127.0.0.1 that nobody listens on now and that this
-# script has not handed out before (not `$(...)`: the subshell would forget what it handed out).
-# Below the kernel's ephemeral range, where outgoing connections' local ports would make a bind
-# fail although nothing listens.
-used_ports=" "
-ephemeral_low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 0)
-node_port='' sink_port='' scraper_port='' port=''
-free_port() { # VAR
-    local p
-    while :; do
-        p=$((ephemeral_low > 11000 ? 10000 + RANDOM % (ephemeral_low - 10000) : 20000 + RANDOM % 30000))
-        [[ $used_ports == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            used_ports+="$p "
-            printf -v "$1" '%s' "$p"
-            return
-        fi
-    done
-}
-
-wait_http() { # URL SECONDS
-    local deadline=$((SECONDS + $2))
-    until curl -fs -o /dev/null --max-time 1 "$1"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
 
 # --- what we run ----------------------------------------------------------------------------
 say "building promrelay (release)"
@@ -156,26 +96,7 @@ node_exporter_bin=$repo/.peers/bin/node_exporter
 [[ -x $vmagent_bin && -x $node_exporter_bin ]] || scripts/fetch-peers.sh >&2
 "$vmagent_bin" --version >/dev/null 2>&1 || die "$vmagent_bin does not run"
 
-# nginx from Debian: the installed one, or the package unpacked under target/ (nothing installed
-# system-wide, no service started).
-nginx_bin=$(command -v nginx || true)
-[[ -z $nginx_bin && -x /usr/sbin/nginx ]] && nginx_bin=/usr/sbin/nginx
-if [[ -z $nginx_bin ]]; then
-    nginx_root=$repo/target/bench-peers/nginx
-    if [[ ! -x $nginx_root/usr/sbin/nginx ]]; then
-        say "fetching Debian's nginx package into $nginx_root"
-        scratch=$(mktemp -d)
-        if ! (cd "$scratch" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" nginx); then
-            apt-get update -qq
-            (cd "$scratch" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" nginx) || die "cannot download nginx"
-        fi
-        mkdir -p "$nginx_root"
-        dpkg-deb -x "$scratch"/nginx_*.deb "$nginx_root"
-        rm -rf "$scratch"
-    fi
-    nginx_bin=$nginx_root/usr/sbin/nginx
-fi
-"$nginx_bin" -v 2>/dev/null || die "$nginx_bin does not run (missing libraries? apt-get install -y nginx)"
+find_nginx "$repo/target/bench-peers/nginx"
 
 if $pin && (($(nproc) >= 2)); then
     scraper_cpu=(taskset -c 0)
@@ -197,6 +118,7 @@ results=$dir/results.tsv
 www=$dir/www
 mkdir -p "$www"
 exposition=$www/metrics
+node_port='' sink_port='' scraper_port='' port=''
 free_port node_port
 "$node_exporter_bin" --web.listen-address="127.0.0.1:$node_port" >"$dir/node_exporter.log" 2>&1 &
 node_pid=$!
@@ -320,9 +242,6 @@ stop_scraper() {
     scraper_pid=
 }
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$scraper_pid/stat"; }
-peak_rss_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$scraper_pid/status"; }
-
 # Samples written so far (scraped + 5 per scrape); see the header.
 samples_written() { # NAME
     local text
@@ -349,7 +268,7 @@ measure() { # RUN NAME
     local c0 c1 s0 s1 t0 t1 cpu_s spcs rate rss
     start_scraper "$name" "$work"
     sleep "$warmup_secs"
-    t0=$(now) c0=$(cpu_ticks) s0=$(samples_written "$name")
+    t0=$(now) c0=$(cpu_ticks "$scraper_pid") s0=$(samples_written "$name")
     if $perf && [[ $name == promrelay ]]; then
         perf record -q -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$scraper_pid" \
             -o "$dir/perf-run$run.data" -- sleep "$secs" >"$dir/perf-run$run.log" 2>&1 ||
@@ -357,8 +276,8 @@ measure() { # RUN NAME
     else
         sleep "$secs"
     fi
-    t1=$(now) c1=$(cpu_ticks) s1=$(samples_written "$name")
-    rss=$(peak_rss_mib)
+    t1=$(now) c1=$(cpu_ticks "$scraper_pid") s1=$(samples_written "$name")
+    rss=$(peak_rss_mib "$scraper_pid")
     stop_scraper
     $keep || rm -rf "$work" "$work.log"
     if $perf && [[ $name == promrelay ]]; then
@@ -412,3 +331,5 @@ END {
     row("CPU seconds", "cpu", "%.2f", "")
 }' "$results"
 say "raw figures in $results"
+exit
+}

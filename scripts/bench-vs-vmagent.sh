@@ -45,8 +45,14 @@
 # --promrelay-storage adds per-storage settings (YAML, as in promrelay's --config file) to both
 # storages; --vmagent-flags adds flags to vmagent: for what-if runs, the defaults compare defaults.
 set -euo pipefail
+# One { } group to the end, so bash reads the whole script before it runs any of it: it reads a
+# script as it goes, and an edit of this file during a run (which lasts minutes) would have it
+# run pieces of the new text, such as "line 160: ----------: command not found".
+{
 cd "$(dirname "$0")/.."
 repo=$PWD
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 runs=3
 modes=throughput,drain
@@ -64,7 +70,6 @@ promrelay_storage=
 vmagent_flags=
 report_only=
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --runs) runs=$2; shift 2 ;;
@@ -83,79 +88,20 @@ while [[ $# -gt 0 ]]; do
         --empty-timeout) empty_timeout=$2; shift 2 ;;
         --report) report_only=$2; shift 2 ;;
         -h | --help) usage ;;
-        *) echo "bench-vs-vmagent: unknown argument $1" >&2; usage 2 ;;
+        *) say "unknown argument $1"; usage 2 ;;
     esac
 done
 for n in "$runs" "$load_secs" "$connections" "$warmup_secs" "$outage_secs" "$empty_timeout"; do
-    [[ $n =~ ^[0-9]+$ ]] || { echo "bench-vs-vmagent: $n is not a whole number" >&2; exit 2; }
+    [[ $n =~ ^[0-9]+$ ]] || { say "$n is not a whole number"; exit 2; }
 done
-[[ $drain_rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench-vs-vmagent: --drain-rate $drain_rate is not a number" >&2; exit 2; }
+[[ $drain_rate =~ ^[0-9]+(\.[0-9]+)?$ ]] || { say "--drain-rate $drain_rate is not a number"; exit 2; }
 IFS=, read -r -a mode_list <<<"$modes"
 IFS=, read -r -a proxy_list <<<"$proxies"
 read -r -a vmagent_extra <<<"$vmagent_flags"
-for m in "${mode_list[@]}"; do [[ $m == throughput || $m == drain ]] || { echo "bench-vs-vmagent: unknown mode $m" >&2; exit 2; }; done
-for p in "${proxy_list[@]}"; do [[ $p == promrelay || $p == vmagent ]] || { echo "bench-vs-vmagent: unknown proxy $p" >&2; exit 2; }; done
+for m in "${mode_list[@]}"; do [[ $m == throughput || $m == drain ]] || { say "unknown mode $m"; exit 2; }; done
+for p in "${proxy_list[@]}"; do [[ $p == promrelay || $p == vmagent ]] || { say "unknown proxy $p"; exit 2; }; done
 
-say() { printf 'bench-vs-vmagent: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-now() { date +%s.%N; }
-for tool in curl jq taskset awk dpkg-deb; do
-    command -v "$tool" >/dev/null || die "$tool is needed (apt-get install -y curl jq util-linux gawk dpkg)"
-done
-
-# --- processes: every one we start is remembered and ended on exit -----------------------------
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget() {
-    local keep_pids=() p
-    for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep_pids+=("$p"); done
-    pids=("${keep_pids[@]}")
-}
-
-# Ends a process we started, politely first; returns once it is gone.
-stop_pid() {
-    local pid=$1
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    forget "$pid"
-}
-
-# A TCP port on 127.0.0.1 that nobody listens on now.
-used_ports=" "
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 30000))
-        [[ $used_ports == *" $p "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            used_ports+="$p "
-            echo "$p"
-            return
-        fi
-    done
-}
-
-wait_http() { # URL SECONDS
-    local deadline=$((SECONDS + $2))
-    until curl -fs -o /dev/null --max-time 1 "$1"; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.1
-    done
-}
+require_tools "apt-get install -y curl jq util-linux gawk dpkg" curl jq taskset awk dpkg-deb
 
 # --- report ---------------------------------------------------------------------------------
 # Prints the per-run table, per-run ratios and the medians per proxy and mode over the runs of a
@@ -243,26 +189,7 @@ vmagent_bin=$repo/.peers/bin/vmagent
 [[ -x $vmagent_bin ]] || scripts/fetch-peers.sh >&2
 "$vmagent_bin" --version >/dev/null 2>&1 || die "$vmagent_bin does not run"
 
-# nginx from Debian: the installed one, or the package unpacked under target/ (nothing installed
-# system-wide, no service started).
-nginx_bin=$(command -v nginx || true)
-[[ -z $nginx_bin && -x /usr/sbin/nginx ]] && nginx_bin=/usr/sbin/nginx
-if [[ -z $nginx_bin ]]; then
-    nginx_root=$repo/target/bench-peers/nginx
-    if [[ ! -x $nginx_root/usr/sbin/nginx ]]; then
-        say "fetching Debian's nginx package into $nginx_root"
-        scratch=$(mktemp -d)
-        if ! (cd "$scratch" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" nginx); then
-            apt-get update -qq
-            (cd "$scratch" && apt-get download -qq -o APT::Sandbox::User="$(id -un)" nginx) || die "cannot download nginx"
-        fi
-        mkdir -p "$nginx_root"
-        dpkg-deb -x "$scratch"/nginx_*.deb "$nginx_root"
-        rm -rf "$scratch"
-    fi
-    nginx_bin=$nginx_root/usr/sbin/nginx
-fi
-"$nginx_bin" -v 2>/dev/null || die "$nginx_bin does not run (missing libraries? apt-get install -y nginx)"
+find_nginx "$repo/target/bench-peers/nginx"
 
 if $pin && (($(nproc) >= 2)); then
     proxy_cpu=(taskset -c 0)
@@ -279,9 +206,10 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 results=$dir/results.tsv
 : >"$results"
-sink1=$(free_port)
-sink2=$(free_port)
-proxy_port=$(free_port)
+sink1='' sink2='' proxy_port=''
+free_port sink1
+free_port sink2
+free_port proxy_port
 
 # --- sinks ----------------------------------------------------------------------------------
 sinkdir=$dir/sinks
@@ -366,13 +294,6 @@ stop_proxy() {
     proxy_pid=
 }
 
-cpu_ticks() { # utime + stime of the proxy; the name in field 2 has no spaces for either proxy
-    awk '{ print $14 + $15 }' "/proc/$proxy_pid/stat"
-}
-peak_rss_mib() {
-    awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$proxy_pid/status"
-}
-
 # Prints "PENDING_BYTES ACTIVITY DROPPED UNBATCHED": the bytes accepted but not yet delivered
 # over both storages, a counter that moves whenever the proxy sends a request, blocks dropped so
 # far, and samples accepted but not yet in a block (vmagent only).
@@ -416,7 +337,7 @@ wait_empty() { # NAME BACKLOG
     resumed_at=
     while ((SECONDS < deadline)); do
         t=$(now)
-        c=$(cpu_ticks)
+        c=$(cpu_ticks "$proxy_pid")
         read -r pending activity dropped unbatched < <(probe "$name") || { sleep 0.25; continue; }
         [[ -z $resumed_at ]] && ((pending < initial)) && resumed_at=$t
         if ((pending == 0 && unbatched == 0)); then
@@ -472,7 +393,7 @@ measure() { # RUN MODE NAME
     rm -f "$sinkdir"/sink[12].log
     start_sinks
     start_proxy "$name" "$work"
-    c0=$(cpu_ticks)
+    c0=$(cpu_ticks "$proxy_pid")
     case $mode in
         throughput)
             start_load "$work.load" --duration "${load_secs}s"
@@ -495,7 +416,7 @@ measure() { # RUN MODE NAME
     backlog_mb=$(awk -v b="$backlog" 'BEGIN { printf "%.0f", b / 1e6 }')
     cpu_s=$(awk -v c="$empty_cpu" -v c0="$c0" -v hz="$clk_tck" 'BEGIN { printf "%.2f", (c - c0) / hz }')
     spcs=$(awk -v n="$pushes_ok" -v s="$samples_per_push" -v c="$cpu_s" 'BEGIN { printf "%.0f", (c > 0 ? n * s / c : 0) }')
-    rss=$(peak_rss_mib)
+    rss=$(peak_rss_mib "$proxy_pid")
     stop_proxy
     stop_sinks
     $keep || rm -rf "$work"
@@ -528,3 +449,5 @@ done
 
 report "$results"
 say "raw figures in $results"
+exit
+}
