@@ -43,12 +43,16 @@ use tokio::process::{Child, Command};
 /// How long a peer may take to answer its readiness endpoint. Generous: the machine has two
 /// cores shared with compilers and other tests.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a starting process' readiness endpoint is asked: short, since every test waits
+/// for a relay or a peer to start.
+const READY_POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// How long `stop()` waits after SIGTERM before it sends SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long the `*_at_least` helpers wait for data to become visible.
 pub const EVENTUALLY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-const LOG_TAIL_LINES: usize = 40;
+/// Lines of a process' log that failure messages show.
+const LOG_TAIL_LINES: usize = 60;
 
 /// Labels of a series, `__name__` included, sorted by name.
 pub type Labels = BTreeMap<String, String>;
@@ -300,6 +304,98 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The last lines of the log file at `path` (empty when there is none), for failure messages.
+pub fn log_tail(path: &Path) -> String {
+    let log = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Sends `signal` (`"TERM"`, `"HUP"`...) to process `pid`, with the shell's builtin kill: no
+/// signal crate needed, and present on slim images.
+pub fn send_signal(pid: u32, signal: &str) {
+    let signalled = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "kill -s \"$1\" \"$2\"",
+            "sh",
+            signal,
+            &pid.to_string(),
+        ])
+        .status()
+        .unwrap_or_else(|e| panic!("run sh to send SIG{signal}: {e}"));
+    assert!(signalled.success(), "could not send SIG{signal} to {pid}");
+}
+
+/// Starts `command` with no stdin and its stdout and stderr appended to the log file at `log`,
+/// after a line `=== starting <banner>` that marks where this start begins (a process started
+/// again appends to the same log). Proxies from the environment are removed: loopback traffic
+/// must never go through one. The process is killed when its `Child` is dropped.
+fn spawn_logged(command: &mut Command, log: &Path, banner: &str) -> Child {
+    let mut log_file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
+    writeln!(log_file, "=== starting {banner}").expect("write the log");
+    command
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("share the log file"))
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {banner}: {e}"))
+}
+
+/// Sends SIGKILL and waits (blocking, at most 5 s) until the process is gone, so that it stops
+/// writing before its directory is removed. For `Drop`, which cannot await; blocking is fine
+/// there, it is a few milliseconds after SIGKILL.
+fn kill_and_reap(mut child: Child) {
+    let _ = child.start_kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `url` until it answers 2xx. Panics with the tail of the log at `log` when the process
+/// in `child` (named `name` in messages) exits first, leaving `child` empty, or when it is not
+/// ready within `timeout`.
+async fn wait_until_ready(
+    name: &str,
+    child: &mut Option<Child>,
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    log: &Path,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let process = child.as_mut().expect("launched");
+        if let Some(status) = process.try_wait().expect("poll the process") {
+            *child = None;
+            panic!(
+                "{name} exited ({status}) before it was ready at {url}; log tail:\n{}",
+                log_tail(log)
+            );
+        }
+        let probe = http.get(url).timeout(Duration::from_secs(2)).send().await;
+        if probe.is_ok_and(|response| response.status().is_success()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} was not ready at {url} within {timeout:?}; log tail:\n{}",
+            log_tail(log)
+        );
+        tokio::time::sleep(READY_POLL_INTERVAL).await;
+    }
+}
+
 /// A client for talking to peers directly.
 pub fn http_client() -> reqwest::Client {
     // reqwest built with `rustls-no-provider` refuses to build any client, even a plain-HTTP
@@ -359,16 +455,7 @@ impl Peer {
     pub async fn stop(&mut self) {
         let mut child = self.running_child();
         if let Some(pid) = child.id() {
-            // The shell's builtin kill: no signal crate needed, and present on slim images.
-            let signalled = std::process::Command::new("sh")
-                .args(["-c", "kill -TERM \"$1\"", "sh", &pid.to_string()])
-                .status()
-                .expect("run sh to send SIGTERM");
-            assert!(
-                signalled.success(),
-                "could not send SIGTERM to {}",
-                self.name
-            );
+            send_signal(pid, "TERM");
         }
         if tokio::time::timeout(STOP_GRACE, child.wait())
             .await
@@ -425,9 +512,7 @@ impl Peer {
 
     /// The last lines of the peer's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        log_tail(&self.log_path())
     }
 
     fn log_path(&self) -> PathBuf {
@@ -441,81 +526,28 @@ impl Peer {
     }
 
     async fn launch(&mut self) {
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the peer's log");
-        // Marks where each start begins, since start_again appends to the same log.
-        writeln!(
-            log,
-            "=== starting {} {}",
-            self.binary.display(),
-            self.args.join(" ")
-        )
-        .expect("write the peer's log");
-        let child = Command::new(&self.binary)
-            .args(&self.args)
-            .current_dir(self.dir.path())
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("share the log file"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
-        self.child = Some(child);
-        self.wait_until_ready().await;
-    }
-
-    async fn wait_until_ready(&mut self) {
+        let banner = format!("{} {}", self.binary.display(), self.args.join(" "));
+        let mut command = Command::new(&self.binary);
+        command.args(&self.args).current_dir(self.dir.path());
+        let log = self.log_path();
+        self.child = Some(spawn_logged(&mut command, &log, &banner));
         let url = format!("{}{}", self.url(), self.ready_path);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().expect("launched");
-            if let Some(status) = child.try_wait().expect("poll the peer process") {
-                self.child = None;
-                panic!(
-                    "{} exited ({status}) before it was ready on port {}; log tail:\n{}",
-                    self.name,
-                    self.port,
-                    self.log_tail()
-                );
-            }
-            let probe = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if probe.is_ok_and(|response| response.status().is_success()) {
-                return;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} was not ready at {url} within {READY_TIMEOUT:?}; log tail:\n{}",
-                    self.name,
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        wait_until_ready(
+            self.name,
+            &mut self.child,
+            &self.http,
+            &url,
+            READY_TIMEOUT,
+            &log,
+        )
+        .await;
     }
 }
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // Wait for the process to be gone so it stops writing before its directory is
-            // removed. Blocking is fine here: it is a few milliseconds after SIGKILL.
-            let _ = child.start_kill();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child);
         }
         if std::thread::panicking() {
             self.dir.disable_cleanup(true);

@@ -21,9 +21,8 @@
 //!   second newer than the one before, and says what a storage should hold afterwards.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,14 +40,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{EVENTUALLY_TIMEOUT, Labels, Series, eventually, free_port, http_client, now_ms};
+use super::{
+    EVENTUALLY_TIMEOUT, Labels, Series, eventually, free_port, http_client, kill_and_reap, now_ms,
+    send_signal, spawn_logged, wait_until_ready,
+};
 
 /// How long the relay may take to answer `/-/ready`.
 const RELAY_READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `terminate` waits for the relay to exit after SIGTERM before it gives up.
 const TERMINATE_WAIT: Duration = Duration::from_secs(30);
-const RELAY_POLL_INTERVAL: Duration = Duration::from_millis(20);
-const RELAY_LOG_TAIL_LINES: usize = 60;
 /// Largest request body the fake storage decodes.
 const FAKE_STORAGE_MAX_BODY: usize = 64 << 20;
 
@@ -369,9 +369,7 @@ impl Relay {
     }
 
     pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(RELAY_LOG_TAIL_LINES)..].join("\n")
+        super::log_tail(&self.log_path())
     }
 
     /// Pushes `request` as a remote-write client does; returns the status and body.
@@ -489,6 +487,14 @@ impl Relay {
         self.child.is_some()
     }
 
+    /// The process id of the running relay, to send it signals.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("the relay is running")
+    }
+
     /// SIGKILL, as a crash or an OOM kill would. The directory stays for `start_again`.
     pub async fn kill(&mut self) {
         let mut child = self.running_child();
@@ -498,12 +504,7 @@ impl Relay {
     /// SIGTERM, then waits for the relay to exit and returns how it exited.
     pub async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.running_child();
-        let pid = child.id().expect("a running child has a pid");
-        let signalled = std::process::Command::new("sh")
-            .args(["-c", "kill -TERM \"$1\"", "sh", &pid.to_string()])
-            .status()
-            .expect("run sh to send SIGTERM");
-        assert!(signalled.success(), "could not send SIGTERM to the relay");
+        send_signal(child.id().expect("a running child has a pid"), "TERM");
         match tokio::time::timeout(TERMINATE_WAIT, child.wait()).await {
             Ok(status) => status.expect("wait for the relay"),
             Err(_) => {
@@ -533,72 +534,32 @@ impl Relay {
 
     async fn launch(&mut self) {
         let binary = env!("CARGO_BIN_EXE_promrelay");
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open the relay's log");
-        // Without the arguments: storage URLs may hold passwords, and tests search the log
-        // for leaked ones.
-        writeln!(log, "=== starting {binary}").expect("write the relay's log");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.dir.path())
-            .env_remove("http_proxy")
-            .env_remove("https_proxy")
-            .env_remove("HTTP_PROXY")
-            .env_remove("HTTPS_PROXY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("share the log file"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
-        self.child = Some(child);
-        self.wait_until_ready().await;
-    }
-
-    async fn wait_until_ready(&mut self) {
+            .current_dir(self.dir.path());
+        // The banner without the arguments: storage URLs may hold passwords, and tests search
+        // the log for leaked ones.
+        let log = self.log_path();
+        self.child = Some(spawn_logged(&mut command, &log, binary));
         let url = format!("{}/-/ready", self.url());
-        let deadline = Instant::now() + RELAY_READY_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().expect("launched");
-            if let Some(status) = child.try_wait().expect("poll the relay process") {
-                self.child = None;
-                panic!(
-                    "relay exited ({status}) before it was ready on port {}; log tail:\n{}",
-                    self.port,
-                    self.log_tail()
-                );
-            }
-            let probe = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
-            if probe.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "relay was not ready at {url} within {RELAY_READY_TIMEOUT:?}; log tail:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(RELAY_POLL_INTERVAL).await;
-        }
+        wait_until_ready(
+            "relay",
+            &mut self.child,
+            &self.http,
+            &url,
+            RELAY_READY_TIMEOUT,
+            &log,
+        )
+        .await;
     }
 }
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.start_kill();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child);
         }
         if std::thread::panicking() {
             self.dir.disable_cleanup(true);

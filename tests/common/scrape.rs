@@ -39,7 +39,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::relay::{Relay, RelayBuilder};
-use super::{EVENTUALLY_TIMEOUT, Labels, VictoriaMetrics, eventually};
+use super::{
+    EVENTUALLY_TIMEOUT, Labels, VictoriaMetrics, eventually, log_tail, send_signal, spawn_logged,
+};
 
 /// The value Prometheus writes to mark a series stale: a NaN with exactly these bits.
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -416,12 +418,7 @@ impl RelayScrape for Relay {
                 .collect::<Vec<_>>()
         };
         let before = outcomes(&self.log()).len();
-        let pid = relay_pid(self);
-        let signalled = std::process::Command::new("sh")
-            .args(["-c", "kill -HUP \"$1\"", "sh", &pid.to_string()])
-            .status()
-            .expect("run sh to send SIGHUP");
-        assert!(signalled.success(), "could not send SIGHUP to the relay");
+        send_signal(self.pid(), "HUP");
         let line = eventually(
             "the relay to log the outcome of SIGHUP",
             EVENTUALLY_TIMEOUT,
@@ -503,41 +500,6 @@ fn labels_of(json: &serde_json::Value) -> Labels {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The pid of the running relay: the process whose command line has `--listen` with the
-/// relay's (unique, loopback) address.
-pub fn relay_pid(relay: &Relay) -> u32 {
-    let url = relay.url();
-    let address = url.trim_start_matches("http://").as_bytes();
-    let mut found = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc") {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let listens_there = args
-            .windows(2)
-            .any(|w| w[0] == b"--listen" && w[1] == address);
-        if listens_there && args.first().is_some_and(|exe| exe.ends_with(b"promrelay")) {
-            found.push(pid);
-        }
-    }
-    assert_eq!(
-        found.len(),
-        1,
-        "expected one promrelay process listening on {}, found {found:?}",
-        relay.url()
-    );
-    found[0]
 }
 
 /// One series of VictoriaMetrics' export with its samples; a stale marker (exported as `null`)
@@ -682,19 +644,14 @@ impl VmagentMember {
     /// Starts `.peers/bin/vmagent` as member `member` of `members` with replication factor
     /// `replication`; returns at once (use [`VmagentMember::active_targets`] to wait).
     pub fn start(config: &ScrapeConfig, members: u32, member: u32, replication: u32) -> Self {
-        let binary = Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers/bin/vmagent");
-        assert!(
-            binary.exists(),
-            "peer binary {} is missing: run scripts/fetch-peers.sh",
-            binary.display()
-        );
+        let binary = super::peer_binary("vmagent");
         let dir = tempfile::Builder::new()
             .prefix("promrelay-peer-vmagent-")
             .tempdir()
             .expect("create a temporary directory for vmagent");
         let port = super::free_port();
-        let log = fs::File::create(dir.path().join("peer.log")).expect("create vmagent's log");
-        let child = tokio::process::Command::new(&binary)
+        let mut command = tokio::process::Command::new(&binary);
+        command
             .arg(format!("-promscrape.config={}", config.path().display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-remoteWrite.url=http://127.0.0.1:1/api/v1/write")
@@ -706,15 +663,12 @@ impl VmagentMember {
             .arg(format!("-promscrape.cluster.memberNum={member}"))
             .arg(format!(
                 "-promscrape.cluster.replicationFactor={replication}"
-            ))
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("share the log file"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", binary.display()));
+            ));
+        let child = spawn_logged(
+            &mut command,
+            &dir.path().join("peer.log"),
+            &binary.display().to_string(),
+        );
         VmagentMember {
             member,
             port,
@@ -760,8 +714,6 @@ impl VmagentMember {
     }
 
     pub fn log_tail(&self) -> String {
-        let log = fs::read_to_string(self.dir.path().join("peer.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        log_tail(&self.dir.path().join("peer.log"))
     }
 }
