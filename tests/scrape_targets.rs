@@ -17,6 +17,16 @@ use common::scrape::{
 };
 use common::{EVENTUALLY_TIMEOUT, Peers, Series, eventually};
 
+/// A fake storage, and a relay that scrapes what `config` says and forwards it there.
+async fn scraping_into_fake_storage(config: &ScrapeConfig) -> (FakeStorage, Relay) {
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()])
+        .scraping(config)
+        .start()
+        .await;
+    (storage, relay)
+}
+
 /// The series of `metric` the storage acknowledged whose `instance` is `instance`.
 fn of_instance(storage: &FakeStorage, metric: &str, instance: &str) -> Vec<Series> {
     storage
@@ -145,11 +155,7 @@ async fn removed_target_gets_stale_markers_after_reload() {
     let targets = TargetServer::on_ports(2, "reload_metric 1\n").await;
     let [kept, removed] = <[String; 2]>::try_from(targets.addresses()).expect("two ports");
     let config = ScrapeConfig::new(&[Job::new("app").targets(&[&kept, &removed])]);
-    let storage = FakeStorage::new().start().await;
-    let relay = Relay::with_storages(&[storage.url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (storage, relay) = scraping_into_fake_storage(&config).await;
     storage_until(&storage, "reload_metric", "both targets scraped", |s| {
         s.len() == 2
     })
@@ -198,11 +204,7 @@ async fn bad_new_scrape_config_is_refused_and_old_keeps_running() {
     let targets = TargetServer::on_ports(2, "steady_metric 1\n").await;
     let [running, proposed] = <[String; 2]>::try_from(targets.addresses()).expect("two ports");
     let config = ScrapeConfig::new(&[Job::new("app").target(&running)]);
-    let storage = FakeStorage::new().start().await;
-    let relay = Relay::with_storages(&[storage.url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (storage, relay) = scraping_into_fake_storage(&config).await;
     storage_until(&storage, "steady_metric", "the target scraped", |s| {
         s.len() == 1
     })
@@ -263,11 +265,7 @@ async fn honor_labels_and_metric_relabel_configs_apply() {
             .target(&address)
             .setting("honor_labels: true"),
     ]);
-    let storage = FakeStorage::new().start().await;
-    let _relay = Relay::with_storages(&[storage.url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (storage, _relay) = scraping_into_fake_storage(&config).await;
 
     let app_info = storage_until(&storage, "app_info", "app_info from both jobs", |s| {
         s.len() == 2
@@ -340,11 +338,7 @@ async fn sample_limit_exceeded_fails_the_scrape() {
             .target(target.address())
             .setting("sample_limit: 10"),
     ]);
-    let storage = FakeStorage::new().start().await;
-    let _relay = Relay::with_storages(&[storage.url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (storage, _relay) = scraping_into_fake_storage(&config).await;
 
     let up = storage_until(&storage, "up", "two scrapes of each job", |s| {
         s.len() == 2 && s.iter().all(|s| s.samples.len() >= 2)
@@ -380,11 +374,7 @@ async fn file_sd_targets_are_picked_up_when_the_file_changes() {
         "sd/targets.json",
         &file_sd_json(std::slice::from_ref(&first), &[]),
     );
-    let storage = FakeStorage::new().start().await;
-    let _relay = Relay::with_storages(&[storage.url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (storage, _relay) = scraping_into_fake_storage(&config).await;
     storage_until(&storage, "up", "the first file target scraped", |s| {
         s.len() == 1
     })
