@@ -356,7 +356,27 @@ fn client(job: &JobConfig) -> Result<reqwest::Client, String> {
     if tls.insecure_skip_verify {
         b = b.danger_accept_invalid_certs(true);
     }
+    // rustls speaks TLS 1.2 and 1.3 only: a minimum below 1.2 leaves both on, and the loader
+    // refuses a maximum below 1.2 (it would leave no version).
+    if let Some(v) = &tls.min_version {
+        b = b.tls_version_min(tls_version(v)?);
+    }
+    if let Some(v) = &tls.max_version {
+        b = b.tls_version_max(tls_version(v)?);
+    }
     b.build().map_err(|e| format!("building HTTP client: {e}"))
+}
+
+/// reqwest's version for a `tls_config` `min_version`/`max_version` (checked at load).
+fn tls_version(name: &str) -> Result<reqwest::tls::Version, String> {
+    use reqwest::tls::Version;
+    match name {
+        "TLS10" => Ok(Version::TLS_1_0),
+        "TLS11" => Ok(Version::TLS_1_1),
+        "TLS12" => Ok(Version::TLS_1_2),
+        "TLS13" => Ok(Version::TLS_1_3),
+        other => Err(format!("tls_config: unknown TLS version {other:?}")),
+    }
 }
 
 fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, String> {
@@ -453,6 +473,84 @@ mod tests {
     fn never_scraped_is_prometheus_zero_time() {
         assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
         assert_eq!(rfc3339(Some(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
+    }
+
+    /// The job of a one-job scrape config whose `tls_config` holds `tls` (YAML flow mapping).
+    fn job_with_tls(tls: &str) -> JobConfig {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("prometheus.yml");
+        let yaml = format!(
+            "scrape_configs:\n  - job_name: secure\n    scheme: https\n    tls_config: {tls}\n"
+        );
+        std::fs::write(&path, yaml).expect("write the config");
+        let file = config::load(&path).unwrap_or_else(|e| panic!("config loads: {e}"));
+        file.jobs.into_iter().next().expect("one job")
+    }
+
+    /// The TLS versions (`0x0303` is 1.2, `0x0304` is 1.3) that `client` offers in its
+    /// ClientHello, read by a TCP server that answers nothing and closes.
+    async fn offered_tls_versions(client: reqwest::Client) -> Vec<u16> {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://{}/metrics", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut header = [0u8; 5];
+            socket.read_exact(&mut header).await.unwrap();
+            assert_eq!(header[0], 22, "a TLS handshake record");
+            let mut hello = vec![0u8; usize::from(u16::from_be_bytes([header[3], header[4]]))];
+            socket.read_exact(&mut hello).await.unwrap();
+            hello
+        });
+        let _ = client.get(url).send().await; // fails: the server never answers
+        let hello = server.await.unwrap();
+        client_hello_versions(&hello)
+    }
+
+    /// The versions of a ClientHello's supported_versions extension (TLS 1.3 clients), or its
+    /// legacy version field when it has none (a TLS 1.2-only client).
+    fn client_hello_versions(hello: &[u8]) -> Vec<u16> {
+        let u16_at = |i: usize| u16::from_be_bytes([hello[i], hello[i + 1]]);
+        assert_eq!(hello[0], 1, "a ClientHello");
+        let legacy_version = u16_at(4);
+        let mut at = 4 + 2 + 32; // handshake header, legacy version, random
+        at += 1 + usize::from(hello[at]); // session id
+        at += 2 + usize::from(u16_at(at)); // cipher suites
+        at += 1 + usize::from(hello[at]); // compression methods
+        let end = at + 2 + usize::from(u16_at(at));
+        at += 2;
+        while at < end {
+            let (kind, len) = (u16_at(at), usize::from(u16_at(at + 2)));
+            if kind == 43 {
+                let list = &hello[at + 5..at + 4 + len];
+                return list
+                    .chunks(2)
+                    .map(|v| u16::from_be_bytes([v[0], v[1]]))
+                    .collect();
+            }
+            at += 4 + len;
+        }
+        vec![legacy_version]
+    }
+
+    #[tokio::test]
+    async fn tls_min_and_max_version_limit_what_the_client_offers() {
+        const TLS12: u16 = 0x0303;
+        const TLS13: u16 = 0x0304;
+        let offered = |tls: &str| {
+            let job = job_with_tls(tls);
+            async move { offered_tls_versions(client(&job).expect("client builds")).await }
+        };
+        assert_eq!(offered("{}").await, [TLS13, TLS12], "by default");
+        assert_eq!(offered("{min_version: TLS12}").await, [TLS13, TLS12]);
+        // rustls has nothing older than TLS 1.2 to add.
+        assert_eq!(offered("{min_version: TLS10}").await, [TLS13, TLS12]);
+        assert_eq!(offered("{min_version: TLS13}").await, [TLS13]);
+        assert_eq!(offered("{max_version: TLS12}").await, [TLS12]);
+        assert_eq!(
+            offered("{min_version: TLS12, max_version: TLS12}").await,
+            [TLS12]
+        );
     }
 
     #[test]

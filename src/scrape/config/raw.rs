@@ -365,7 +365,7 @@ pub(super) struct RawTls {
     pub(super) cert_file: Option<Spanned<PathBuf>>,
     pub(super) key: Option<Secret>,
     pub(super) key_file: Option<Spanned<PathBuf>>,
-    pub(super) server_name: Option<String>,
+    pub(super) server_name: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) insecure_skip_verify: bool,
     pub(super) min_version: Option<Spanned<String>>,

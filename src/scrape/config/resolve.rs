@@ -19,6 +19,13 @@ use super::{
 use crate::config::{Place, Secret};
 use crate::relabel::RelabelConfig;
 
+/// Prometheus' `tls_config` version names, oldest first.
+const TLS_VERSIONS: [&str; 4] = ["TLS10", "TLS11", "TLS12", "TLS13"];
+/// Index in [`TLS_VERSIONS`] of the oldest version promrelay's TLS library (rustls) speaks.
+/// A `min_version` below it is still kept (every connection is TLS12 or newer, so at least the
+/// minimum) with a warning; a `max_version` below it cannot be kept and is an error.
+const OLDEST_TLS_SPOKEN: usize = 2;
+
 /// Turns raw values into resolved ones; knows the file for paths and error places.
 pub(super) struct Resolver<'a> {
     file: &'a Path,
@@ -73,6 +80,8 @@ impl<'a> Resolver<'a> {
 
         let mut jobs: Vec<JobConfig> = Vec::with_capacity(raw.scrape_configs.len());
         let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        // Warnings other than the ignored parts, one each.
+        let mut notes: Vec<String> = Vec::new();
         for (index, raw_job) in raw.scrape_configs.into_iter().enumerate() {
             let job = self.job(index, &raw_job, &global, &raw_global)?;
             if let Some(name) = &raw_job.job_name
@@ -87,6 +96,17 @@ impl<'a> Resolver<'a> {
                     ),
                 ));
             }
+            if let Some(min) = job
+                .tls
+                .min_version
+                .as_deref()
+                .filter(|m| TLS_VERSIONS[..OLDEST_TLS_SPOKEN].contains(m))
+            {
+                notes.push(format!(
+                    "job {:?}: tls_config.min_version {min} allows TLS versions promrelay does not speak: it connects with TLS12 or TLS13 only, so a target that speaks nothing newer than {min} fails its scrapes",
+                    one_line(&job.job_name)
+                ));
+            }
             if !raw_job.ignored.is_empty() {
                 ignored.push(format!(
                     "job {:?}: {}",
@@ -97,14 +117,14 @@ impl<'a> Resolver<'a> {
             jobs.push(job);
         }
 
-        let warnings = if ignored.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!(
+        let mut warnings = Vec::new();
+        if !ignored.is_empty() {
+            warnings.push(format!(
                 "ignoring parts of the Prometheus configuration that promrelay does not use: {}",
                 ignored.join("; ")
-            )]
-        };
+            ));
+        }
+        warnings.extend(notes);
         Ok(ScrapeConfigFile {
             path: self.file.to_path_buf(),
             global,
@@ -462,22 +482,24 @@ impl<'a> Resolver<'a> {
                 .map(|f| self.readable_file(f, format!("{key}.{name}")))
                 .transpose()
         };
+        // Prometheus' names, oldest first, so that the order of the names is the order of the
+        // versions.
         let version = |v: &Option<Spanned<String>>,
                        name: &str|
-         -> Result<Option<String>, ScrapeConfigError> {
+         -> Result<Option<(usize, String)>, ScrapeConfigError> {
             match v {
                 None => Ok(None),
-                Some(v) if ["TLS10", "TLS11", "TLS12", "TLS13"].contains(&v.value.as_str()) => {
-                    Ok(Some(v.value.clone()))
-                }
-                Some(v) => Err(self.invalid(
-                    v,
-                    format!("{key}.{name}"),
-                    format!(
-                        "unknown TLS version {:?} (use TLS10, TLS11, TLS12 or TLS13)",
-                        one_line(&v.value)
-                    ),
-                )),
+                Some(v) => match TLS_VERSIONS.iter().position(|known| *known == v.value) {
+                    Some(rank) => Ok(Some((rank, v.value.clone()))),
+                    None => Err(self.invalid(
+                        v,
+                        format!("{key}.{name}"),
+                        format!(
+                            "unknown TLS version {:?} (use TLS10, TLS11, TLS12 or TLS13)",
+                            one_line(&v.value)
+                        ),
+                    )),
+                },
             }
         };
         let both = |a: bool, b: bool, what: &str| {
@@ -494,6 +516,36 @@ impl<'a> Resolver<'a> {
         both(t.ca.is_some(), t.ca_file.is_some(), "ca")?;
         both(t.cert.is_some(), t.cert_file.is_some(), "cert")?;
         both(t.key.is_some(), t.key_file.is_some(), "key")?;
+        if let Some(name) = t.server_name.as_ref().filter(|n| !n.value.is_empty()) {
+            return Err(self.invalid(
+                name,
+                format!("{key}.server_name"),
+                "promrelay cannot send another TLS server name (SNI) or verify the certificate for another name than the target's host; ignoring it would scrape with different TLS, so remove it, or name the target by that host".to_owned(),
+            ));
+        }
+        let min_version = version(&t.min_version, "min_version")?;
+        let max_version = version(&t.max_version, "max_version")?;
+        if let (Some((rank, name)), Some(at)) = (&max_version, &t.max_version)
+            && *rank < OLDEST_TLS_SPOKEN
+        {
+            return Err(self.invalid(
+                at,
+                format!("{key}.max_version"),
+                format!(
+                    "promrelay's TLS library (rustls) speaks only TLS12 and TLS13, so it cannot keep to {name} or older"
+                ),
+            ));
+        }
+        if let (Some((min, _)), Some((max, _)), Some(at)) =
+            (&min_version, &max_version, &t.max_version)
+            && max < min
+        {
+            return Err(self.invalid(
+                at,
+                format!("{key}.max_version"),
+                "must be greater than or equal to min_version".to_owned(),
+            ));
+        }
         let tls = ScrapeTls {
             ca_file: file(&t.ca_file, "ca_file")?,
             ca: t.ca.clone(),
@@ -501,10 +553,10 @@ impl<'a> Resolver<'a> {
             cert: t.cert.clone(),
             key_file: file(&t.key_file, "key_file")?,
             key: t.key.clone(),
-            server_name: t.server_name.clone().filter(|s| !s.is_empty()),
+            server_name: None,
             insecure_skip_verify: t.insecure_skip_verify,
-            min_version: version(&t.min_version, "min_version")?,
-            max_version: version(&t.max_version, "max_version")?,
+            min_version: min_version.map(|(_, name)| name),
+            max_version: max_version.map(|(_, name)| name),
         };
         let has_cert = tls.cert.is_some() || tls.cert_file.is_some();
         let has_key = tls.key.is_some() || tls.key_file.is_some();

@@ -440,7 +440,6 @@ scrape_configs:
     tls_config:
       ca_file: ca.pem
       insecure_skip_verify: false
-      server_name: nodes.internal
       min_version: TLS12
     file_sd_configs:
       - files: ['targets/nodes-*.json', 'targets/*.yml']
@@ -479,7 +478,7 @@ scrape_configs:
     assert_eq!(node.scrape_interval, Duration::from_secs(90));
     assert_eq!(node.scheme, Scheme::Https);
     assert!(node.honor_labels && !node.honor_timestamps);
-    assert_eq!(node.tls.server_name.as_deref(), Some("nodes.internal"));
+    assert_eq!(node.tls.min_version.as_deref(), Some("TLS12"));
     assert_eq!(node.tls.ca_file, Some(dir.path("ca.pem")));
     assert_eq!(node.relabel_configs.configs().len(), 2);
     assert_eq!(node.metric_relabel_configs.compiled().len(), 1);
@@ -490,6 +489,108 @@ scrape_configs:
     );
     assert_eq!(job(&config, "blackbox").params["module"], vec!["http_2xx"]);
     assert_eq!(config.warnings.len(), 1);
+}
+
+/// A job with `tls_config` holding `settings` (one `key: value` a line, six spaces in).
+fn tls_job(settings: &str) -> String {
+    format!(
+        "scrape_configs:\n  - job_name: secure\n    scheme: https\n    tls_config:\n{settings}    static_configs:\n      - targets: [a:1]\n"
+    )
+}
+
+#[test]
+fn tls_min_and_max_version_are_read() {
+    let dir = Dir::new();
+    let config = dir.load(&tls_job(
+        "      min_version: TLS12\n      max_version: TLS13\n",
+    ));
+    let tls = &job(&config, "secure").tls;
+    assert_eq!(tls.min_version.as_deref(), Some("TLS12"));
+    assert_eq!(tls.max_version.as_deref(), Some("TLS13"));
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+}
+
+#[test]
+fn unknown_tls_version_names_file_line_and_key() {
+    let dir = Dir::new();
+    let err = dir.error(&tls_job("      min_version: TLS1.2\n"));
+    assert!(err.contains("prometheus.yml:5:"), "{err}");
+    assert!(
+        err.contains("scrape_configs[0].tls_config.min_version"),
+        "{err}"
+    );
+    assert!(err.contains("TLS12"), "names the valid spellings: {err}");
+}
+
+// rustls speaks TLS 1.2 and 1.3 only: a client capped at 1.1 could never connect, so the
+// config is refused where it is written rather than failing every scrape.
+#[test]
+fn tls_max_version_older_than_tls12_is_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&tls_job("      max_version: TLS11\n"));
+    assert!(err.contains("prometheus.yml:5:"), "{err}");
+    assert!(
+        err.contains("scrape_configs[0].tls_config.max_version"),
+        "{err}"
+    );
+    assert!(err.contains("TLS12 and TLS13"), "{err}");
+}
+
+#[test]
+fn tls_max_version_older_than_min_version_is_refused() {
+    let dir = Dir::new();
+    let err = dir.error(&tls_job(
+        "      min_version: TLS13\n      max_version: TLS12\n",
+    ));
+    assert!(err.contains("prometheus.yml:6:"), "{err}");
+    assert!(
+        err.contains("scrape_configs[0].tls_config.max_version"),
+        "{err}"
+    );
+    assert!(err.contains("min_version"), "{err}");
+}
+
+// Every connection is TLS12 or newer, which keeps to a minimum of TLS10; the warning says that
+// a target that only speaks TLS10 will fail.
+#[test]
+fn tls_min_version_older_than_tls12_loads_with_a_warning() {
+    let dir = Dir::new();
+    let config = dir.load(&tls_job("      min_version: TLS10\n"));
+    assert_eq!(
+        job(&config, "secure").tls.min_version.as_deref(),
+        Some("TLS10")
+    );
+    assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+    assert!(
+        config.warnings[0].contains("\"secure\"")
+            && config.warnings[0].contains("min_version TLS10")
+            && config.warnings[0].contains("TLS12 or TLS13 only"),
+        "{:?}",
+        config.warnings
+    );
+}
+
+// Before: server_name was read and then never used, so scrapes silently sent the target's host
+// as SNI and verified the certificate against it.
+#[test]
+fn tls_server_name_is_refused_naming_file_line_and_key() {
+    let dir = Dir::new();
+    let err = dir.error(&tls_job(
+        "      insecure_skip_verify: false\n      server_name: nodes.internal\n",
+    ));
+    assert!(err.contains("prometheus.yml:6:"), "{err}");
+    assert!(
+        err.contains("scrape_configs[0].tls_config.server_name"),
+        "{err}"
+    );
+    assert!(err.contains("SNI"), "{err}");
+}
+
+#[test]
+fn tls_empty_server_name_is_as_if_absent() {
+    let dir = Dir::new();
+    let config = dir.load(&tls_job("      server_name: \"\"\n"));
+    assert_eq!(job(&config, "secure").tls, ScrapeTls::default());
 }
 
 #[test]
