@@ -4,13 +4,19 @@
 //!
 //! Each iteration does what a scrape loop does: parses every entry and reads every label pair.
 //! Two groups measure the same work: `parse_bytes` in MB/s of body, `parse_samples` in samples/s.
+//! `scrape_batch` measures the whole of a scrape's CPU work on a body (parse, labels through the
+//! scrape cache, encode, compress), in samples/s.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use promrelay::prompb::{Label, WriteRequestEncoder};
+use promrelay::scrape::cache::ScrapeCache;
 use promrelay::scrape::parse::{Entry, Format, Parser};
+use promrelay::scrape::scrape_loop::{BatchLimits, build_batch};
+use promrelay::scrape::series::SeriesOptions;
 
 const NODE_EXPORTER: &[u8] = include_bytes!("../tests/fixtures/node_exporter.prom");
 
@@ -182,5 +188,67 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse);
+/// What a scrape loop does with a body after fetching it: parse, labels through the target's
+/// scrape cache (cold: a new target; warm: every later scrape), encode, and compress the batch.
+fn scrape_batch(c: &mut Criterion) {
+    let target = vec![
+        Label::new("instance", "10.1.2.3:9100"),
+        Label::new("job", "node"),
+    ];
+    let opts = SeriesOptions {
+        target_labels: &target,
+        ..Default::default()
+    };
+    let limits = BatchLimits {
+        honor_timestamps: true,
+        sample_limit: 0,
+    };
+    let text = generated(Format::PrometheusText);
+    let mut group = c.benchmark_group("scrape_batch");
+    group.measurement_time(Duration::from_secs(4));
+    for (name, body) in [
+        ("node_exporter", NODE_EXPORTER),
+        ("1000_series", text.as_bytes()),
+    ] {
+        group.throughput(Throughput::Elements(count_samples(
+            body,
+            Format::PrometheusText,
+        )));
+        let mut batch = WriteRequestEncoder::new();
+        let mut run = |cache: &mut ScrapeCache, compress: bool| {
+            cache.begin();
+            build_batch(
+                body,
+                Format::PrometheusText,
+                &opts,
+                limits,
+                1,
+                cache,
+                &mut batch,
+            )
+            .expect("benchmark input scrapes");
+            cache.finish(&mut batch, 1);
+            let n = if compress {
+                promrelay::prompb::compress(batch.as_bytes()).len()
+            } else {
+                batch.as_bytes().len()
+            };
+            batch.clear();
+            n
+        };
+        group.bench_function(format!("{name}/cold_cache"), |b| {
+            b.iter(|| run(&mut ScrapeCache::default(), false))
+        });
+        let mut cache = ScrapeCache::default();
+        group.bench_function(format!("{name}/warm_cache"), |b| {
+            b.iter(|| run(&mut cache, false))
+        });
+        group.bench_function(format!("{name}/warm_cache_compressed"), |b| {
+            b.iter(|| run(&mut cache, true))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse, scrape_batch);
 criterion_main!(benches);

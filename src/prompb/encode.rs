@@ -56,6 +56,25 @@ fn put_sample(b: &mut Vec<u8>, value: f64, timestamp_ms: i64, s_len: usize) {
     }
 }
 
+/// Appends `labels` as `TimeSeries.labels` fields (what [`WriteRequestEncoder::push_raw_labels`]
+/// takes): the scraper encodes a series' labels once and reuses the bytes on every scrape.
+/// `labels` must be sorted by name, without duplicates.
+pub fn encode_labels_into<'a, I>(labels: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    for (n, v) in labels {
+        out.push(0x0a); // TimeSeries.labels, field 1
+        put_varint(out, label_len(n, v) as u64);
+        out.push(0x0a); // Label.name
+        put_varint(out, n.len() as u64);
+        out.extend_from_slice(n.as_bytes());
+        out.push(0x12); // Label.value
+        put_varint(out, v.len() as u64);
+        out.extend_from_slice(v.as_bytes());
+    }
+}
+
 impl WriteRequestEncoder {
     pub fn new() -> Self {
         Self::default()
@@ -88,16 +107,7 @@ impl WriteRequestEncoder {
         b.push(0x0a); // WriteRequest.timeseries, field 1, length-delimited
         put_varint(b, series_len as u64);
         let labels_start = b.len();
-        for (n, v) in labels {
-            b.push(0x0a); // TimeSeries.labels, field 1
-            put_varint(b, label_len(n, v) as u64);
-            b.push(0x0a); // Label.name
-            put_varint(b, n.len() as u64);
-            b.extend_from_slice(n.as_bytes());
-            b.push(0x12); // Label.value
-            put_varint(b, v.len() as u64);
-            b.extend_from_slice(v.as_bytes());
-        }
+        encode_labels_into(labels, b);
         let labels_end = b.len();
         put_sample(b, value, timestamp_ms, s_len);
         self.series += 1;
@@ -128,6 +138,11 @@ impl WriteRequestEncoder {
         replacement.clear();
         self.series = 0;
         std::mem::replace(&mut self.buf, replacement)
+    }
+
+    /// Bytes the buffer holds without growing.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Series written so far.

@@ -40,7 +40,7 @@ mod proptests;
 #[cfg(test)]
 mod validate_tests;
 
-pub use encode::WriteRequestEncoder;
+pub use encode::{WriteRequestEncoder, encode_labels_into};
 pub use error::WireError;
 pub use example::example_write_request;
 pub use snappy::{

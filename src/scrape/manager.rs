@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use super::cache::ScrapeCache;
 use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfigFile, ScrapeTls};
 use super::discovery::Discovery;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
-use super::series::SeriesMemory;
 use super::targets::{DroppedTarget, Target, build_targets, go_duration_string};
 use crate::config::ClusterConfig;
 use crate::forward::Fanout;
@@ -204,7 +204,7 @@ impl State {
     }
 
     /// Makes the loops match the discovered targets.
-    async fn sync(&mut self, mut handed_over: HashMap<u64, SeriesMemory>) {
+    async fn sync(&mut self, mut handed_over: HashMap<u64, ScrapeCache>) {
         let snapshot = self.discovery.current();
         let mut desired: HashMap<u64, Arc<Target>> = HashMap::new();
         let mut dropped = Vec::new();
@@ -242,7 +242,7 @@ impl State {
         }
         // Memory handed over for targets that did not come back: they are gone.
         for memory in handed_over.into_values() {
-            let enc = super::series::all_stale(&memory, now_unix_ms() as i64);
+            let enc = memory.all_stale(now_unix_ms() as i64);
             if enc.series() > 0 {
                 let body = bytes::Bytes::from(crate::prompb::compress(enc.as_bytes()));
                 let n = u32::try_from(enc.series()).unwrap_or(u32::MAX);

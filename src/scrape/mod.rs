@@ -1,5 +1,6 @@
 //! Scraping: targets, scrape loops and the exposition formats they read (see `design.md`).
 //!
+//! - [`cache`]: a target's scrape cache: series text to encoded labels, the previous batch.
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
 //! - [`discovery`]: `static_configs` and `file_sd_configs` as target groups, watched for changes.
 //! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
@@ -8,6 +9,7 @@
 //! - [`series`]: parsed samples to remote-write series: label merging, limits, stale markers.
 //! - [`sharding`]: vmagent 1.79's cluster sharding key and member assignment.
 
+pub mod cache;
 pub mod config;
 pub mod discovery;
 pub mod manager;

@@ -18,13 +18,14 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
-use super::parse::{Entry, Parser, format_from_content_type};
-use super::series::{Added, SeriesBuilder, SeriesMemory, SeriesOptions, all_stale};
+use super::parse::{Format, Item, Parser, format_from_content_type};
+use super::series::{Added, SeriesOptions, encode_series_labels};
 use super::targets::Target;
 use crate::forward::{Fanout, error_chain};
 use crate::ingest::{IngestMetrics, Source};
-use crate::prompb::Label;
+use crate::prompb::{Label, WriteRequestEncoder};
 
 /// What Prometheus offers: OpenMetrics first, then the text format.
 const ACCEPT_HEADER: &str =
@@ -77,12 +78,13 @@ pub struct LoopHandle {
     pub health: Arc<Mutex<TargetHealth>>,
     stop: CancellationToken,
     mode: Arc<Mutex<StopMode>>,
-    task: tokio::task::JoinHandle<SeriesMemory>,
+    task: tokio::task::JoinHandle<ScrapeCache>,
 }
 
 impl LoopHandle {
-    /// Stops the loop and returns its memory of the last scrape's series.
-    pub async fn stop(self, mode: StopMode) -> SeriesMemory {
+    /// Stops the loop and returns its memory of the last scrape's series (what a loop taking
+    /// over may keep, for [`StopMode::HandOver`]).
+    pub async fn stop(self, mode: StopMode) -> ScrapeCache {
         *self.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
         self.stop.cancel();
         self.task.await.unwrap_or_default()
@@ -106,7 +108,7 @@ pub fn first_delay(target_id: u64, interval: Duration, now_unix_ms: i64) -> Dura
 }
 
 /// Starts the loop of `target`, continuing from `memory` (empty for a new target).
-pub fn spawn(target: Arc<Target>, job: Arc<JobRuntime>, memory: SeriesMemory) -> LoopHandle {
+pub fn spawn(target: Arc<Target>, job: Arc<JobRuntime>, memory: ScrapeCache) -> LoopHandle {
     let health = Arc::new(Mutex::new(TargetHealth::default()));
     let stop = CancellationToken::new();
     let mode = Arc::new(Mutex::new(StopMode::Gone));
@@ -130,16 +132,14 @@ pub fn spawn(target: Arc<Target>, job: Arc<JobRuntime>, memory: SeriesMemory) ->
 async fn run(
     target: Arc<Target>,
     job: Arc<JobRuntime>,
-    mut memory: SeriesMemory,
+    mut cache: ScrapeCache,
     health: Arc<Mutex<TargetHealth>>,
     stop: CancellationToken,
     mode: Arc<Mutex<StopMode>>,
-) -> SeriesMemory {
+) -> ScrapeCache {
     let delay = first_delay(target.id(), target.interval, now_ms());
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut builder = SeriesBuilder::new();
-    let mut body = Vec::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -147,65 +147,117 @@ async fn run(
         }
         let started = Instant::now();
         let ts = now_ms();
+        let mut body = buffers::take_body();
         let fetched = tokio::select! {
             r = fetch(&target, &job, &mut body) => r,
-            _ = stop.cancelled() => break,
-        };
-        let outcome = fetched.and_then(|content_type| {
-            build(
-                &target,
-                &job,
-                &body,
-                content_type.as_deref(),
-                ts,
-                &mut builder,
-            )
-        });
-        let duration = started.elapsed();
-        let (up, scraped, post, err) = match outcome {
-            Ok((scraped, post)) => (1.0, scraped, post, String::new()),
-            Err(e) => {
-                builder.clear();
-                debug!(target = %target.scrape_url, error = %e, "scrape failed");
-                (0.0, 0, 0, e)
+            _ = stop.cancelled() => {
+                buffers::put_body(body);
+                break;
             }
         };
-        let added = builder.count_new(&memory);
-        report(
-            &mut builder,
-            &target,
-            &job,
-            ts,
-            [
-                ("up", up),
-                ("scrape_duration_seconds", duration.as_secs_f64()),
-                ("scrape_samples_scraped", scraped as f64),
-                ("scrape_samples_post_metric_relabeling", post as f64),
-                ("scrape_series_added", added as f64),
-            ],
-        );
-        builder.mark_vanished_stale(&memory, ts);
-        send(&job, builder.as_bytes(), builder.series()).await;
-        builder.remember(&mut memory);
-        if body.capacity() > (64 << 20) {
-            body = Vec::new();
-        }
+        let scrape = buffers::with_batch(|batch| {
+            scrape_batch(
+                &target, &job, &mut cache, fetched, &body, ts, started, batch,
+            )
+        });
+        buffers::put_body(body);
+        send(&job, scrape.block, scrape.series).await;
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-        h.health = if up == 1.0 { Health::Up } else { Health::Down };
+        h.health = if scrape.error.is_empty() {
+            Health::Up
+        } else {
+            Health::Down
+        };
         h.last_scrape_unix_ms = Some(ts as u64);
-        h.last_scrape_duration = duration;
-        h.last_error = err;
-        if up == 1.0 {
-            h.last_samples = post as u64;
+        h.last_scrape_duration = scrape.duration;
+        if scrape.error.is_empty() {
+            h.last_samples = scrape.post as u64;
         }
+        h.last_error = scrape.error;
     }
     let mode = *mode.lock().unwrap_or_else(|p| p.into_inner());
-    if mode == StopMode::Gone && !memory.is_empty() {
-        let enc = all_stale(&memory, now_ms());
-        send(&job, enc.as_bytes(), enc.series()).await;
-        memory = SeriesMemory::default();
+    match mode {
+        StopMode::Gone => {
+            if !cache.is_empty() {
+                let enc = cache.all_stale(now_ms());
+                send(&job, compress(&enc), enc.series()).await;
+            }
+            ScrapeCache::default()
+        }
+        StopMode::HandOver => cache.hand_over(),
     }
-    memory
+}
+
+/// What one scrape produced.
+struct Scrape {
+    /// The batch, compressed: scraped series, report series, stale markers.
+    block: Bytes,
+    series: usize,
+    /// Samples after metric relabeling.
+    post: usize,
+    duration: Duration,
+    /// Why the scrape failed; empty when it succeeded.
+    error: String,
+}
+
+/// Builds one scrape's batch into `batch` (empty on entry, left empty) and compresses it.
+#[allow(clippy::too_many_arguments)]
+fn scrape_batch(
+    target: &Target,
+    job: &JobRuntime,
+    cache: &mut ScrapeCache,
+    fetched: Result<Option<String>, String>,
+    body: &[u8],
+    ts: i64,
+    started: Instant,
+    batch: &mut WriteRequestEncoder,
+) -> Scrape {
+    cache.begin();
+    let outcome = fetched.and_then(|content_type| {
+        build(target, job, body, content_type.as_deref(), ts, cache, batch)
+    });
+    let duration = started.elapsed();
+    let (up, scraped, post, error) = match outcome {
+        Ok((scraped, post)) => (1.0, scraped, post, String::new()),
+        Err(e) => {
+            batch.clear();
+            cache.abort();
+            debug!(target = %target.scrape_url, error = %e, "scrape failed");
+            (0.0, 0, 0, e)
+        }
+    };
+    let added = cache.added();
+    report(
+        cache,
+        batch,
+        target,
+        job,
+        ts,
+        [
+            ("up", up),
+            ("scrape_duration_seconds", duration.as_secs_f64()),
+            ("scrape_samples_scraped", scraped as f64),
+            ("scrape_samples_post_metric_relabeling", post as f64),
+            ("scrape_series_added", added as f64),
+        ],
+    );
+    cache.finish(batch, ts);
+    let scrape = Scrape {
+        block: compress(batch),
+        series: batch.series(),
+        post,
+        duration,
+        error,
+    };
+    batch.clear();
+    scrape
+}
+
+fn compress(batch: &WriteRequestEncoder) -> Bytes {
+    if batch.series() == 0 {
+        return Bytes::new();
+    }
+    Bytes::from(crate::prompb::compress(batch.as_bytes()))
 }
 
 /// Fetches the target into `body`; returns the response's Content-Type.
@@ -246,16 +298,17 @@ async fn fetch(
     Ok(content_type)
 }
 
-/// Parses `body` into `builder`; returns (samples scraped, samples after metric relabeling).
+/// Parses `body` into `batch` through the target's cache; returns (samples scraped, samples
+/// after metric relabeling).
 fn build(
     target: &Target,
     job: &JobRuntime,
     body: &[u8],
     content_type: Option<&str>,
     ts: i64,
-    builder: &mut SeriesBuilder,
+    cache: &mut ScrapeCache,
+    batch: &mut WriteRequestEncoder,
 ) -> Result<(usize, usize), String> {
-    builder.clear();
     let cfg = &job.cfg;
     let opts = SeriesOptions {
         target_labels: &target.labels,
@@ -264,26 +317,67 @@ fn build(
         external_labels: &job.external_labels,
         label_limit: usize::try_from(cfg.label_limit).unwrap_or(usize::MAX),
     };
+    let limits = BatchLimits {
+        honor_timestamps: cfg.honor_timestamps,
+        sample_limit: cfg.sample_limit,
+    };
+    let format = format_from_content_type(content_type);
+    build_batch(body, format, &opts, limits, ts, cache, batch)
+}
+
+/// A job's settings [`build_batch`] needs besides the labels.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    pub honor_timestamps: bool,
+    /// Most samples after metric relabeling; 0 = no limit.
+    pub sample_limit: u64,
+}
+
+/// One scrape's samples from `body` into `batch`, through the target's `cache` (which the
+/// caller has [`ScrapeCache::begin`]-ed); samples without a timestamp (or all, unless
+/// `honor_timestamps`) get `ts`. Returns (samples scraped, samples after metric relabeling), or
+/// why the scrape fails. Public for the benchmarks.
+pub fn build_batch(
+    body: &[u8],
+    format: Format,
+    opts: &SeriesOptions<'_>,
+    limits: BatchLimits,
+    ts: i64,
+    cache: &mut ScrapeCache,
+    batch: &mut WriteRequestEncoder,
+) -> Result<(usize, usize), String> {
     let (mut scraped, mut post) = (0usize, 0usize);
-    let parser =
-        Parser::new(body, format_from_content_type(content_type)).without_semantic_checks();
-    for entry in parser {
-        let Entry::Sample(s) = entry.map_err(|e| e.to_string())? else {
-            continue;
+    let mut labels = Vec::new();
+    let mut parser = Parser::new(body, format).without_semantic_checks();
+    while let Some(item) = parser.next_with(|series| cache.lookup(TextKey::of_series(series))) {
+        let (idx, value, timestamp_ms) = match item.map_err(|e| e.to_string())? {
+            Item::Known {
+                key,
+                value,
+                timestamp_ms,
+            } => (key, value, timestamp_ms),
+            Item::Sample(s) => {
+                let text = TextKey::of_series(s.series);
+                let idx = match cache.lookup(text) {
+                    Some(idx) => idx,
+                    None => {
+                        let kept = encode_series_labels(s.name, s.labels.iter(), opts, &mut labels)
+                            .map_err(|e| e.to_string())?;
+                        cache.insert(text, kept.then_some(&labels[..]))
+                    }
+                };
+                (idx, s.value, s.timestamp_ms)
+            }
         };
         scraped += 1;
-        let t = match s.timestamp_ms {
-            Some(t) if cfg.honor_timestamps => t,
+        let t = match timestamp_ms {
+            Some(t) if limits.honor_timestamps => t,
             _ => ts,
         };
-        if builder
-            .add(s.name, s.labels.iter(), s.value, t, &opts)
-            .map_err(|e| e.to_string())?
-            == Added::Series
-        {
+        if cache.write(idx, value, t, batch) == Added::Series {
             post += 1;
-            if cfg.sample_limit > 0 && post as u64 > cfg.sample_limit {
-                return Err(format!("sample_limit exceeded ({})", cfg.sample_limit));
+            if limits.sample_limit > 0 && post as u64 > limits.sample_limit {
+                return Err(format!("sample_limit exceeded ({})", limits.sample_limit));
             }
         }
     }
@@ -292,7 +386,8 @@ fn build(
 
 /// The series Prometheus adds for every scrape (not subject to metric relabeling).
 fn report(
-    builder: &mut SeriesBuilder,
+    cache: &mut ScrapeCache,
+    batch: &mut WriteRequestEncoder,
     target: &Target,
     job: &JobRuntime,
     ts: i64,
@@ -305,21 +400,81 @@ fn report(
         external_labels: &job.external_labels,
         label_limit: 0,
     };
+    let mut labels = Vec::new();
     for (name, value) in values {
-        // Cannot fail: no scraped labels, no limit.
-        let _ = builder.add(name, std::iter::empty(), value, ts, &opts);
+        let text = TextKey::of_report(name);
+        let idx = match cache.lookup(text) {
+            Some(idx) => idx,
+            // Cannot fail: no scraped labels, no relabeling, no limit.
+            None => match encode_series_labels(name, std::iter::empty(), &opts, &mut labels) {
+                Ok(true) => cache.insert(text, Some(&labels[..])),
+                _ => continue,
+            },
+        };
+        cache.write(idx, value, ts, batch);
     }
 }
 
-async fn send(job: &JobRuntime, raw: &[u8], series: usize) {
+async fn send(job: &JobRuntime, block: Bytes, series: usize) {
     if series == 0 {
         return;
     }
-    let body = Bytes::from(crate::prompb::compress(raw));
     let samples = u32::try_from(series).unwrap_or(u32::MAX);
-    match job.fanout.push(body, samples).await {
+    match job.fanout.push(block, samples).await {
         Ok(()) => job.metrics.accepted(Source::Scrape, series as u64),
         Err(e) => warn!(job = %job.cfg.job_name, error = %e, "scraped samples could not be queued"),
+    }
+}
+
+/// Buffers shared by all loops instead of kept per target: a scrape needs its body only until
+/// its batch is built, and builds the batch without awaiting, so a few bodies and one batch
+/// encoder per worker thread serve any number of targets.
+mod buffers {
+    use std::cell::RefCell;
+    use std::sync::Mutex;
+
+    use crate::prompb::WriteRequestEncoder;
+
+    /// Bodies kept for reuse, and the largest kept (a huge one is freed after use).
+    const KEEP_BODIES: usize = 64;
+    const KEEP_BYTES: usize = 16 << 20;
+
+    static BODIES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+    thread_local! {
+        static BATCH: RefCell<WriteRequestEncoder> = RefCell::new(WriteRequestEncoder::new());
+    }
+
+    pub fn take_body() -> Vec<u8> {
+        BODIES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+
+    pub fn put_body(mut body: Vec<u8>) {
+        if body.capacity() > KEEP_BYTES {
+            return;
+        }
+        body.clear();
+        let mut bodies = BODIES.lock().unwrap_or_else(|p| p.into_inner());
+        if bodies.len() < KEEP_BODIES {
+            bodies.push(body);
+        }
+    }
+
+    /// Runs `f` with this thread's batch encoder (empty on entry; `f` leaves it empty).
+    pub fn with_batch<R>(f: impl FnOnce(&mut WriteRequestEncoder) -> R) -> R {
+        BATCH.with(|b| {
+            let mut batch = b.borrow_mut();
+            let r = f(&mut batch);
+            batch.clear();
+            if batch.capacity() > KEEP_BYTES {
+                *batch = WriteRequestEncoder::new();
+            }
+            r
+        })
     }
 }
 

@@ -1,13 +1,13 @@
 //! From parsed samples to remote-write series: the labels Prometheus would store for them
 //! (target labels merged as `honor_labels` says, `metric_relabel_configs`, external labels),
-//! label limits, duplicate series, and the per-target memory of the previous scrape that stale
-//! markers come from.
+//! label limits, and duplicate series in a pushed exposition ([`SeriesBuilder`]).
 //!
 //! Guarantees: label sets come out sorted by name, without empty values or duplicate names; one
 //! series appears at most once per batch. The common case (no metric relabeling) borrows every
-//! label from the parsed body and the target, and writes it straight into the encoder.
+//! label from the parsed body and the target, and encodes it straight into the output.
 //!
-//! Must not: fetch, parse or send; it only builds batches.
+//! Must not: fetch, parse or send; it only computes labels and builds batches. The scraper calls
+//! [`encode_series_labels`] only for series its [`super::cache::ScrapeCache`] has not seen yet.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use std::ops::Range;
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::prompb::{Label, WriteRequestEncoder};
+use crate::prompb::{Label, WriteRequestEncoder, encode_labels_into};
 use crate::relabel::CompiledRelabel;
 
 /// The value Prometheus writes to mark a series stale (a NaN with this exact bit pattern).
@@ -65,9 +65,9 @@ pub enum Added {
 
 type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
 
-/// Series keys are already xxh3 hashes: hashing them again (SipHash) only costs time.
+/// Hashes keys that are already xxh3 hashes: hashing them again (SipHash) only costs time.
 #[derive(Debug, Default, Clone, Copy)]
-struct KeyHasher(u64);
+pub(crate) struct KeyHasher(u64);
 
 impl std::hash::Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -83,35 +83,23 @@ impl std::hash::Hasher for KeyHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = (n as u64) ^ ((n >> 64) as u64);
+    }
 }
 
-/// Hash of a series' encoded labels -> where those bytes are.
-type KeyMap = HashMap<u64, Range<usize>, std::hash::BuildHasherDefault<KeyHasher>>;
+/// A map keyed by an xxh3 hash.
+pub(crate) type HashKeyed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
-/// One batch of series (one scrape, or one pushed exposition) being encoded.
+/// One batch of series (one pushed exposition) being encoded, each series once.
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
     enc: WriteRequestEncoder,
     /// Series of this batch: hash of the encoded labels -> where those bytes are.
-    keys: KeyMap,
-}
-
-/// The series of a target's previous scrape: their encoded labels, for stale markers.
-#[derive(Debug, Default)]
-pub struct SeriesMemory {
-    buf: Vec<u8>,
-    keys: KeyMap,
-}
-
-impl SeriesMemory {
-    /// Series remembered.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
+    keys: HashKeyed<u64, Range<usize>>,
+    /// The labels of the series being added, encoded.
+    scratch: Vec<u8>,
 }
 
 impl SeriesBuilder {
@@ -119,7 +107,7 @@ impl SeriesBuilder {
         Self::default()
     }
 
-    /// Series in the batch (stale markers included once added).
+    /// Series in the batch.
     pub fn series(&self) -> usize {
         self.enc.series()
     }
@@ -127,12 +115,6 @@ impl SeriesBuilder {
     /// The batch as a serialized `WriteRequest`.
     pub fn as_bytes(&self) -> &[u8] {
         self.enc.as_bytes()
-    }
-
-    /// Empties the batch (keeps its buffers).
-    pub fn clear(&mut self) {
-        self.enc.clear();
-        self.keys.clear();
     }
 
     /// Adds one sample of metric `name` with its scraped `labels`.
@@ -147,117 +129,89 @@ impl SeriesBuilder {
     where
         I: IntoIterator<Item = (&'a str, Cow<'a, str>)>,
     {
-        let mut set: SmallVec<[Pair<'a>; 16]> = SmallVec::new();
-        set.push((Cow::Borrowed("__name__"), Cow::Borrowed(name)));
-        set.extend(
-            labels
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(n, v)| (Cow::Borrowed(n), v)),
-        );
-        set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        if let Some(w) = set.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(SeriesError::DuplicateLabel {
-                metric: name.to_string(),
-                label: w[0].0.to_string(),
-            });
+        if !encode_series_labels(name, labels, opts, &mut self.scratch)? {
+            return Ok(Added::Relabeled);
         }
-        merge_target_labels(&mut set, opts.target_labels, opts.honor_labels);
-        if !opts.metric_relabel.is_empty() {
-            let mut owned: Vec<Label> = set
-                .iter()
-                .map(|(n, v)| Label::new(n.as_ref(), v.as_ref()))
-                .collect();
-            if !crate::relabel::process(&mut owned, opts.metric_relabel) {
-                return Ok(Added::Relabeled);
-            }
-            let mut set: SmallVec<[Pair<'_>; 16]> = owned
-                .iter()
-                .map(|l| {
-                    (
-                        Cow::Borrowed(l.name.as_str()),
-                        Cow::Borrowed(l.value.as_str()),
-                    )
-                })
-                .collect();
-            add_external(&mut set, opts.external_labels);
-            return self.encode(name, &set, value, timestamp_ms, opts.label_limit);
-        }
-        add_external(&mut set, opts.external_labels);
-        self.encode(name, &set, value, timestamp_ms, opts.label_limit)
-    }
-
-    fn encode(
-        &mut self,
-        name: &str,
-        set: &[Pair<'_>],
-        value: f64,
-        timestamp_ms: i64,
-        label_limit: usize,
-    ) -> Result<Added, SeriesError> {
-        if label_limit > 0 && set.len() > label_limit {
-            return Err(SeriesError::LabelLimit {
-                metric: name.to_string(),
-                count: set.len(),
-                limit: label_limit,
-            });
-        }
-        let (len, n) = (self.enc.as_bytes().len(), self.enc.series());
-        let range = self.enc.push_series(
-            set.iter().map(|(n, v)| (n.as_ref(), v.as_ref())),
-            value,
-            timestamp_ms,
-        );
-        let key = xxh3_64(&self.enc.as_bytes()[range.clone()]);
+        let key = xxh3_64(&self.scratch);
         if self.keys.contains_key(&key) {
-            self.enc.truncate(len, n);
             return Ok(Added::Duplicate);
         }
-        self.keys.insert(key, range);
+        let start = self.enc.as_bytes().len();
+        self.enc.push_raw_labels(&self.scratch, value, timestamp_ms);
+        self.keys.insert(key, start..start + self.scratch.len());
         Ok(Added::Series)
-    }
-
-    /// Series of this batch that `previous` did not have (Prometheus' `scrape_series_added`).
-    pub fn count_new(&self, previous: &SeriesMemory) -> usize {
-        self.keys
-            .keys()
-            .filter(|k| !previous.keys.contains_key(k))
-            .count()
-    }
-
-    /// Appends a stale marker at `timestamp_ms` for every series of `previous` this batch lacks.
-    pub fn mark_vanished_stale(&mut self, previous: &SeriesMemory, timestamp_ms: i64) -> usize {
-        let stale = f64::from_bits(STALE_NAN_BITS);
-        let mut n = 0;
-        for (key, range) in &previous.keys {
-            if !self.keys.contains_key(key) {
-                self.enc
-                    .push_raw_labels(&previous.buf[range.clone()], stale, timestamp_ms);
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Makes this batch the memory for the next one (taking its buffers), and returns the batch's
-    /// bytes' former memory buffer to reuse. The builder is empty afterwards.
-    pub fn remember(&mut self, memory: &mut SeriesMemory) {
-        let old = std::mem::take(&mut memory.buf);
-        memory.buf = self.enc.swap_buffer(old);
-        // Swap rather than take, so both maps keep their capacity from scrape to scrape.
-        std::mem::swap(&mut memory.keys, &mut self.keys);
-        self.keys.clear();
     }
 }
 
-/// Stale markers for every series in `memory` (a target that went away), as a `WriteRequest`.
-pub fn all_stale(memory: &SeriesMemory, timestamp_ms: i64) -> WriteRequestEncoder {
-    let stale = f64::from_bits(STALE_NAN_BITS);
-    let mut enc = WriteRequestEncoder::new();
-    for range in memory.keys.values() {
-        enc.push_raw_labels(&memory.buf[range.clone()], stale, timestamp_ms);
+/// Computes the labels Prometheus would store for one scraped sample of metric `name` (target
+/// labels merged, metric relabeling, external labels, label limit) and writes them into `out`
+/// (cleared first) encoded as `TimeSeries.labels` fields. Returns false when metric relabeling
+/// drops the series.
+pub fn encode_series_labels<'a, I>(
+    name: &'a str,
+    labels: I,
+    opts: &SeriesOptions<'a>,
+    out: &mut Vec<u8>,
+) -> Result<bool, SeriesError>
+where
+    I: IntoIterator<Item = (&'a str, Cow<'a, str>)>,
+{
+    out.clear();
+    let mut set: SmallVec<[Pair<'a>; 16]> = SmallVec::new();
+    set.push((Cow::Borrowed("__name__"), Cow::Borrowed(name)));
+    set.extend(
+        labels
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(n, v)| (Cow::Borrowed(n), v)),
+    );
+    set.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    if let Some(w) = set.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(SeriesError::DuplicateLabel {
+            metric: name.to_string(),
+            label: w[0].0.to_string(),
+        });
     }
-    enc
+    merge_target_labels(&mut set, opts.target_labels, opts.honor_labels);
+    if !opts.metric_relabel.is_empty() {
+        let mut owned: Vec<Label> = set
+            .iter()
+            .map(|(n, v)| Label::new(n.as_ref(), v.as_ref()))
+            .collect();
+        if !crate::relabel::process(&mut owned, opts.metric_relabel) {
+            return Ok(false);
+        }
+        let mut set: SmallVec<[Pair<'_>; 16]> = owned
+            .iter()
+            .map(|l| {
+                (
+                    Cow::Borrowed(l.name.as_str()),
+                    Cow::Borrowed(l.value.as_str()),
+                )
+            })
+            .collect();
+        add_external(&mut set, opts.external_labels);
+        return finish_labels(name, &set, opts.label_limit, out);
+    }
+    add_external(&mut set, opts.external_labels);
+    finish_labels(name, &set, opts.label_limit, out)
+}
+
+fn finish_labels(
+    name: &str,
+    set: &[Pair<'_>],
+    label_limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<bool, SeriesError> {
+    if label_limit > 0 && set.len() > label_limit {
+        return Err(SeriesError::LabelLimit {
+            metric: name.to_string(),
+            count: set.len(),
+            limit: label_limit,
+        });
+    }
+    encode_labels_into(set.iter().map(|(n, v)| (n.as_ref(), v.as_ref())), out);
+    Ok(true)
 }
 
 /// Prometheus' `mutateSampleLabels` for the target labels.
@@ -509,41 +463,6 @@ mod tests {
                 ("cluster", "eu"),
                 ("zone", "mine")
             ])]
-        );
-    }
-
-    #[test]
-    fn vanished_series_get_stale_markers_in_the_next_batch() {
-        let opts = SeriesOptions::default();
-        let mut memory = SeriesMemory::default();
-        let mut b = SeriesBuilder::new();
-        b.add("a", scraped(&[]), 1.0, 1, &opts).unwrap();
-        b.add("b", scraped(&[]), 1.0, 1, &opts).unwrap();
-        b.remember(&mut memory);
-        b.add("a", scraped(&[]), 2.0, 2, &opts).unwrap();
-        assert_eq!(b.count_new(&memory), 0);
-        assert_eq!(b.mark_vanished_stale(&memory, 2), 1);
-        let req = decode_write_request(b.as_bytes()).unwrap();
-        let stale = &req.timeseries[1];
-        assert_eq!(stale.labels, labels(&[("__name__", "b")]));
-        assert_eq!(stale.samples[0].value.to_bits(), STALE_NAN_BITS);
-        assert_eq!(stale.samples[0].timestamp, 2);
-    }
-
-    #[test]
-    fn a_removed_target_gets_stale_markers_for_everything() {
-        let mut memory = SeriesMemory::default();
-        let mut b = SeriesBuilder::new();
-        let opts = SeriesOptions::default();
-        b.add("a", scraped(&[]), 1.0, 1, &opts).unwrap();
-        b.add("b", scraped(&[]), 1.0, 1, &opts).unwrap();
-        b.remember(&mut memory);
-        let req = decode_write_request(all_stale(&memory, 5).as_bytes()).unwrap();
-        assert_eq!(req.timeseries.len(), 2);
-        assert!(
-            req.timeseries
-                .iter()
-                .all(|t| t.samples[0].value.to_bits() == STALE_NAN_BITS)
         );
     }
 }

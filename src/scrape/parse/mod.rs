@@ -205,6 +205,20 @@ pub enum Entry<'a> {
     Comment,
 }
 
+/// What [`Parser::next_with`] yields: samples only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item<'a, K> {
+    /// A sample line whose series text the caller recognised: the caller's key for it, and the
+    /// sample's value and timestamp (as [`SampleRef`] would give them).
+    Known {
+        key: K,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    },
+    /// Any other sample, parsed in full.
+    Sample(SampleRef<'a>),
+}
+
 /// A sample, borrowed from the body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRef<'a> {

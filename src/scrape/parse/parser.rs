@@ -12,7 +12,17 @@ use super::scan::{
     LabelsRef, blank_or_end, is_blank, is_metric_chars, is_metric_name, metric_name_end,
     scan_labels, skip_blanks, unescape,
 };
-use super::{Entry, ExemplarRef, Format, MetricType, ParseError, SampleRef};
+use super::{Entry, ExemplarRef, Format, Item, MetricType, ParseError, SampleRef};
+
+/// One step of [`Parser::advance_with`].
+enum Step<'a, K> {
+    Known {
+        key: K,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    },
+    Entry(Entry<'a>),
+}
 
 /// Streams the [`Entry`]s of one exposition body; see the [module documentation](super).
 ///
@@ -71,7 +81,102 @@ impl<'a> Parser<'a> {
         self.line
     }
 
+    /// The next sample (other lines are checked and skipped), first offering its series text
+    /// (`name{labels}` exactly as written) to `known`. When `known` recognises it (returns a
+    /// key), the line's labels are not scanned again: the sample comes out as [`Item::Known`]
+    /// with the key, and only its value and timestamp are parsed. For a scraper that caches what
+    /// each series text turns into, as Prometheus' scrape cache does.
+    ///
+    /// The outcome is the same as [`Iterator::next`]'s: `known` only ever sees text that starts a
+    /// sample line and ends at its first `}` (or its first blank when there is no `}`), so a text
+    /// `known` has seen whole from [`SampleRef::series`] before is a complete, valid series in
+    /// that line too; everything else (and any line whose rest is malformed) takes the full path.
+    /// With the OpenMetrics semantic checks on, every sample takes the full path.
+    pub fn next_with<K>(
+        &mut self,
+        mut known: impl FnMut(&'a str) -> Option<K>,
+    ) -> Option<Result<Item<'a, K>, ParseError>> {
+        if self.done {
+            return None;
+        }
+        let step = match self.advance_with::<K, true>(&mut known) {
+            Ok(Some(step)) => step,
+            Ok(None) => {
+                self.done = true;
+                return None;
+            }
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
+        Some(Ok(match step {
+            Step::Known {
+                key,
+                value,
+                timestamp_ms,
+            } => Item::Known {
+                key,
+                value,
+                timestamp_ms,
+            },
+            Step::Entry(Entry::Sample(s)) => Item::Sample(s),
+            // advance_with::<_, true> returns samples only.
+            Step::Entry(_) => return self.next_with(known),
+        }))
+    }
+
     fn advance(&mut self) -> Result<Option<Entry<'a>>, ParseError> {
+        let none = &mut |_: &'a str| None::<std::convert::Infallible>;
+        Ok(self.advance_with::<_, false>(none)?.map(|step| match step {
+            Step::Entry(e) => e,
+            Step::Known { key, .. } => match key {},
+        }))
+    }
+
+    /// A sample line whose series `known` recognises, with its value and timestamp; `None` for
+    /// anything else, left to the full path.
+    #[inline]
+    fn known_sample<K>(
+        &self,
+        start: usize,
+        end: usize,
+        known: &mut impl FnMut(&'a str) -> Option<K>,
+    ) -> Option<Step<'a, K>> {
+        if self.validator.is_some() || end > self.valid.len() {
+            return None;
+        }
+        let b = &self.body[start..end];
+        let line = &self.valid[start..end];
+        let text = self.format == Format::PrometheusText;
+        let i = if text { skip_blanks(b, 0) } else { 0 };
+        if matches!(b.get(i), None | Some(b'#')) {
+            return None;
+        }
+        let series_end = match memchr(b'}', &b[i..]) {
+            Some(p) => i + p + 1,
+            None if text => blank_or_end(b, i),
+            None => token_end(b, i),
+        };
+        let key = known(&line[i..series_end])?;
+        let (value, timestamp_ms) = if text {
+            text_value(line, skip_blanks(b, series_end)).ok()?
+        } else {
+            let (value, timestamp_ms, _) = openmetrics_value(line, series_end, false).ok()?;
+            (value, timestamp_ms)
+        };
+        Some(Step::Known {
+            key,
+            value,
+            timestamp_ms,
+        })
+    }
+
+    /// The next entry; with `SAMPLES_ONLY` the next sample (other lines are still checked).
+    fn advance_with<K, const SAMPLES_ONLY: bool>(
+        &mut self,
+        known: &mut impl FnMut(&'a str) -> Option<K>,
+    ) -> Result<Option<Step<'a, K>>, ParseError> {
         loop {
             if self.pos >= self.body.len() {
                 return match self.format {
@@ -86,6 +191,9 @@ impl<'a> Parser<'a> {
             let end = memchr(b'\n', &self.body[start..]).map_or(self.body.len(), |p| start + p);
             self.pos = end + 1;
             self.line += 1;
+            if let Some(item) = self.known_sample(start, end, known) {
+                return Ok(Some(item));
+            }
             let entry = match self.format {
                 Format::PrometheusText => match self.text_line(start, end)? {
                     Some(entry) => entry,
@@ -99,7 +207,10 @@ impl<'a> Parser<'a> {
             if let Some(validator) = &mut self.validator {
                 validator.check(self.line, &entry)?;
             }
-            return Ok(Some(entry));
+            if SAMPLES_ONLY && !matches!(entry, Entry::Sample(_)) {
+                continue;
+            }
+            return Ok(Some(Step::Entry(entry)));
         }
     }
 
@@ -258,6 +369,22 @@ fn text_sample(line: &str, mut i: usize) -> Result<SampleRef<'_>, &'static str> 
         labels = LabelsRef::empty();
     }
     let series = &line[name_start..i];
+    let (value, timestamp_ms) = text_value(line, j)?;
+    Ok(SampleRef {
+        name,
+        series,
+        labels,
+        value,
+        timestamp_ms,
+        exemplar: None,
+    })
+}
+
+/// A text-format sample line's value and optional timestamp, the value starting at `j`, to the
+/// end of the line.
+#[inline]
+fn text_value(line: &str, j: usize) -> Result<(f64, Option<i64>), &'static str> {
+    let b = line.as_bytes();
     let value_end = blank_or_end(b, j);
     if value_end == j {
         return Err("missing value");
@@ -272,14 +399,7 @@ fn text_sample(line: &str, mut i: usize) -> Result<SampleRef<'_>, &'static str> 
             return Err("unexpected text after the timestamp");
         }
     }
-    Ok(SampleRef {
-        name,
-        series,
-        labels,
-        value,
-        timestamp_ms,
-        exemplar: None,
-    })
+    Ok((value, timestamp_ms))
 }
 
 /// An OpenMetrics `#` line other than `# EOF`: `# HELP|TYPE|UNIT name value`, single spaces.
@@ -343,10 +463,30 @@ fn openmetrics_sample(line: &str) -> Result<SampleRef<'_>, &'static str> {
         i = scan.end;
     }
     let series = &line[..i];
+    let (value, timestamp_ms, exemplar) = openmetrics_value(line, i, series.len() == name.len())?;
+    Ok(SampleRef {
+        name,
+        series,
+        labels,
+        value,
+        timestamp_ms,
+        exemplar,
+    })
+}
+
+/// What follows an OpenMetrics sample's series (which ends at `i`, and is only a metric name
+/// when `bare_name`): value, optional timestamp, optional exemplar.
+#[inline]
+fn openmetrics_value(
+    line: &str,
+    mut i: usize,
+    bare_name: bool,
+) -> Result<(f64, Option<i64>, Option<ExemplarRef<'_>>), &'static str> {
+    let b = line.as_bytes();
     match b.get(i) {
         Some(b' ') => i += 1,
         None => return Err("missing value"),
-        Some(_) if series.len() == name.len() => {
+        Some(_) if bare_name => {
             return Err("invalid character in metric name");
         }
         Some(_) => return Err("expected a space after the labels"),
@@ -382,14 +522,7 @@ fn openmetrics_sample(line: &str) -> Result<SampleRef<'_>, &'static str> {
             exemplar = Some(openmetrics_exemplar(line, i)?);
         }
     }
-    Ok(SampleRef {
-        name,
-        series,
-        labels,
-        value,
-        timestamp_ms,
-        exemplar,
-    })
+    Ok((value, timestamp_ms, exemplar))
 }
 
 /// The exemplar starting at the `#` at `i`: `# {labels} value[ timestamp]` to the end.

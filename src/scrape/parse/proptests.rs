@@ -78,7 +78,104 @@ fn token() -> impl Strategy<Value = &'static str> {
     ])
 }
 
+/// One sample (series text, value bits, timestamp), or an error's text.
+type Outcome = Result<(String, u64, Option<i64>), String>;
+
+/// Every outcome of a body, as (series text, value bits, timestamp) per sample and the error
+/// text if any: by the full parse, or through `next_with` recognising every series text the full
+/// parse yielded.
+fn outcomes(body: &[u8], format: Format, fast: bool) -> Vec<Outcome> {
+    let full: Vec<_> = Parser::new(body, format)
+        .without_semantic_checks()
+        .map(|e| match e {
+            Ok(Entry::Sample(s)) => Ok(Some((
+                s.series.to_string(),
+                s.value.to_bits(),
+                s.timestamp_ms,
+            ))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        })
+        .filter_map(Result::transpose)
+        .collect();
+    if !fast {
+        return full;
+    }
+    let known: std::collections::HashSet<String> = full
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|(t, _, _)| t.clone())
+        .collect();
+    let mut parser = Parser::new(body, format).without_semantic_checks();
+    let mut out = Vec::new();
+    while let Some(item) = parser.next_with(|t| known.get(t).cloned()) {
+        match item {
+            Ok(Item::Known {
+                key,
+                value,
+                timestamp_ms,
+            }) => out.push(Ok((key, value.to_bits(), timestamp_ms))),
+            Ok(Item::Sample(s)) => out.push(Ok((
+                s.series.to_string(),
+                s.value.to_bits(),
+                s.timestamp_ms,
+            ))),
+            Err(e) => out.push(Err(e.to_string())),
+        }
+    }
+    out
+}
+
+/// Sample lines, valid or nearly, whose series texts resemble each other's prefixes.
+fn sample_line() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "m{a=\"}\"} 1\n",
+        "m{a=\"}\",b=\"1\"} 2\n",
+        "m{a=\"}\",b=\"1\"} 2 # {t=\"x\"} 1\n",
+        "m {a=\"x\"} 3\n",
+        "m{a=\"x\"}\t4 5\n",
+        "m{a=\"x\"}5\n",
+        "m{a=\"x\"} 6 7\n",
+        "m{a=\"x\"} 6 7 8\n",
+        "m{a=\"x\"} x\n",
+        "m{a=\"x\",} 9\n",
+        "m 10\n",
+        "m  11\n",
+        "m\n",
+        "m{} 12\n",
+        "m{a=\"x\"}\n",
+        "m{a=\"\\\"}\"} 13\n",
+        "# TYPE m gauge\n",
+        "# EOF\n",
+        "\n",
+    ])
+}
+
 proptest! {
+    #[test]
+    fn next_with_agrees_with_the_full_parse_on_sample_lines(lines in vec(sample_line(), 0..12)) {
+        let body = lines.concat();
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            prop_assert_eq!(
+                outcomes(body.as_bytes(), format, true),
+                outcomes(body.as_bytes(), format, false),
+                "{:?}", body
+            );
+        }
+    }
+
+    #[test]
+    fn next_with_agrees_with_the_full_parse_on_token_sequences(tokens in vec(token(), 0..80)) {
+        let body = tokens.concat();
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            prop_assert_eq!(
+                outcomes(body.as_bytes(), format, true),
+                outcomes(body.as_bytes(), format, false),
+                "{:?}", body
+            );
+        }
+    }
+
     #[test]
     fn random_bytes_never_panic(body in vec(any::<u8>(), 0..600)) {
         drain(&body, Format::PrometheusText);

@@ -672,3 +672,99 @@ fn node_exporter_exposition_parses_completely() {
         assert!(s.labels.iter().all(|(_, v)| matches!(v, Cow::Borrowed(_))));
     }
 }
+
+// ---- next_with: the scrape cache's fast path ----
+
+/// (series text, value bits, timestamp) of every sample, by the full parse.
+fn full_samples(body: &str, format: Format) -> Vec<(String, u64, Option<i64>)> {
+    Parser::new(body.as_bytes(), format)
+        .without_semantic_checks()
+        .map(|e| e.unwrap_or_else(|e| panic!("should parse: {e}")))
+        .filter_map(|e| match e {
+            Entry::Sample(s) => Some((s.series.to_string(), s.value.to_bits(), s.timestamp_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The same, through `next_with` recognising every text of `known`.
+fn known_samples(
+    body: &str,
+    format: Format,
+    known: &std::collections::HashSet<String>,
+) -> (Vec<(String, u64, Option<i64>)>, usize) {
+    let mut parser = Parser::new(body.as_bytes(), format).without_semantic_checks();
+    let (mut out, mut fast) = (Vec::new(), 0);
+    while let Some(item) = parser.next_with(|t| known.get(t).cloned()) {
+        match item.unwrap_or_else(|e| panic!("should parse: {e}")) {
+            Item::Known {
+                key,
+                value,
+                timestamp_ms,
+            } => {
+                fast += 1;
+                out.push((key, value.to_bits(), timestamp_ms));
+            }
+            Item::Sample(s) => out.push((s.series.to_string(), s.value.to_bits(), s.timestamp_ms)),
+        }
+    }
+    (out, fast)
+}
+
+#[test]
+fn known_series_give_the_same_samples_as_the_full_parse() {
+    let om = "# TYPE a counter\na_total{x=\"1\"} 1.5 1700000000.123\na_total{x=\"2\"} 2 # {t=\"q\"} 1\nb 3\n# EOF\n";
+    let text = "a{x=\"1\",} 1 1700000000123\n  b\t7\nc{y=\"}\"} -Inf\nd { z = \"w\" } NaN\n";
+    for (body, format) in [
+        (NODE_EXPORTER, Format::PrometheusText),
+        (text, Format::PrometheusText),
+        (om, Format::OpenMetrics),
+    ] {
+        let full = full_samples(body, format);
+        let known = full.iter().map(|(t, _, _)| t.clone()).collect();
+        let (fast_path, fast) = known_samples(body, format, &known);
+        assert_eq!(fast_path, full, "{body:?}");
+        assert!(fast > 0);
+    }
+}
+
+#[test]
+fn next_with_offers_text_up_to_the_first_closing_brace() {
+    let body = "m{a=\"}\",b=\"1\"} 1\n";
+    let mut offered = Vec::new();
+    let mut parser = Parser::new(body.as_bytes(), Format::PrometheusText);
+    let item = parser.next_with(|t| {
+        offered.push(t.to_string());
+        None::<()>
+    });
+    assert_eq!(offered, vec!["m{a=\"}"]);
+    match item {
+        Some(Ok(Item::Sample(s))) => assert_eq!(s.series, "m{a=\"}\",b=\"1\"}"),
+        other => panic!("expected the full parse, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_known_series_with_a_bad_value_fails_as_the_full_parse_does() {
+    let body = "m{a=\"1\"} 1x\n";
+    let expected = error(body, Format::PrometheusText);
+    let mut parser = Parser::new(body.as_bytes(), Format::PrometheusText);
+    match parser.next_with(|_| Some(())) {
+        Some(Err(e)) => assert_eq!(e.to_string(), expected.to_string()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn with_semantic_checks_every_sample_takes_the_full_path() {
+    let body = "# TYPE a gauge\na 1\n# EOF\n";
+    let mut parser = Parser::new(body.as_bytes(), Format::OpenMetrics);
+    let mut offered = 0;
+    while let Some(item) = parser.next_with(|_| {
+        offered += 1;
+        Some(())
+    }) {
+        assert!(matches!(item, Ok(Item::Sample(_))));
+    }
+    assert_eq!(offered, 0);
+}
