@@ -204,12 +204,19 @@ fn scrape_batch(c: &mut Criterion) {
         sample_limit: 0,
     };
     let text = generated(Format::PrometheusText);
+    // SCRAPE_BODY=FILE adds a body of your own (for example the one bench-scrape.sh serves).
+    let own =
+        std::env::var_os("SCRAPE_BODY").map(|f| std::fs::read(f).expect("SCRAPE_BODY is readable"));
     let mut group = c.benchmark_group("scrape_batch");
     group.measurement_time(Duration::from_secs(4));
-    for (name, body) in [
+    let mut inputs = vec![
         ("node_exporter", NODE_EXPORTER),
         ("1000_series", text.as_bytes()),
-    ] {
+    ];
+    if let Some(own) = &own {
+        inputs.push(("SCRAPE_BODY", own));
+    }
+    for (name, body) in inputs {
         group.throughput(Throughput::Elements(count_samples(
             body,
             Format::PrometheusText,

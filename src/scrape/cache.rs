@@ -4,9 +4,11 @@
 //! Owns: the mapping from a series as written in the exposition (`name{labels}`, exactly the
 //! bytes of the body) to its final labels already encoded as remote-write `TimeSeries.labels`
 //! fields, and which series the previous batch held. A series seen before costs one hash of its
-//! text, one lookup and one copy of its label bytes: no label parsing, sorting, merging,
-//! relabeling or encoding. The previous batch's series are where stale markers and
-//! `scrape_series_added` come from.
+//! text, one comparison with the text expected at that point of the body (exporters keep their
+//! order) and one copy of its label bytes: no label parsing, sorting, merging, relabeling or
+//! encoding. Hash maps are built only for a scrape that needs them (new series, a new order),
+//! so a steady target keeps just its label bytes and two short lists. The previous batch's
+//! series are where stale markers and `scrape_series_added` come from.
 //!
 //! Guarantees:
 //! - A cached mapping is only valid for the loop's configuration (target labels, `honor_labels`,
@@ -65,6 +67,8 @@ struct Entry {
     was_prev: bool,
     /// The scrape that last wrote it; 0 = none.
     last: u64,
+    /// Hash of the encoded labels.
+    key: u64,
     start: usize,
     len: usize,
 }
@@ -73,6 +77,7 @@ const FREE: Entry = Entry {
     state: State::Free,
     was_prev: false,
     last: 0,
+    key: 0,
     start: 0,
     len: 0,
 };
@@ -86,13 +91,31 @@ pub struct ScrapeCache {
     live_bytes: usize,
     entries: Vec<Entry>,
     free: Vec<u32>,
-    by_text: HashKeyed<TextKey, u32>,
-    by_labels: HashKeyed<u64, u32>,
+    /// The texts of the last scrape in the order the body had them. Exporters write their
+    /// series in the same order every time, so a scrape is matched against this list one by
+    /// one, reading memory in order; a hash map of 300 targets' series would cost a cache miss
+    /// per sample instead.
+    order: Vec<(TextKey, u32)>,
+    /// Where in `order` the next text is expected.
+    cursor: usize,
+    /// The texts of this scrape so far (the next `order`).
+    next: Vec<(TextKey, u32)>,
+    /// Every known text -> (entry, position in `order` or `NO_POS`): built only when `order`
+    /// fails to find a text (a new series, or a body in a new order), for that scrape only.
+    by_text: Option<HashKeyed<TextKey, (u32, u32)>>,
+    /// Entries by the hash of their labels: built for the first new text of a scrape, for that
+    /// scrape only.
+    by_labels: Option<HashKeyed<u64, u32>>,
     /// The scrape being built (the previous one is `scrape - 1`).
     scrape: u64,
     /// Series of this scrape that the previous batch did not have.
     added: usize,
 }
+
+/// How far past the expected position a text is looked for before asking the map: a few
+/// series that vanished from the middle of a body.
+const LOOKAHEAD: usize = 4;
+const NO_POS: u32 = u32::MAX;
 
 impl ScrapeCache {
     /// Starts a new scrape: series written from now on belong to the new batch.
@@ -100,30 +123,83 @@ impl ScrapeCache {
         // Scrape numbers start at 2, so that no entry's `last` (0 = none) is "the previous one".
         self.scrape = self.scrape.max(1) + 1;
         self.added = 0;
+        self.cursor = 0;
+        self.next.clear();
     }
 
     /// The entry for a series text, if it was seen before.
     #[inline]
-    pub fn lookup(&self, text: TextKey) -> Option<u32> {
-        self.by_text.get(&text).copied()
+    pub fn lookup(&mut self, text: TextKey) -> Option<u32> {
+        let end = self.order.len().min(self.cursor + 1 + LOOKAHEAD);
+        if let Some(p) = self
+            .order
+            .get(self.cursor..end)
+            .and_then(|expected| expected.iter().position(|(t, _)| *t == text))
+        {
+            let idx = self.order[self.cursor + p].1;
+            self.cursor += p + 1;
+            self.next.push((text, idx));
+            return Some(idx);
+        }
+        let (idx, pos) = *self.text_map().get(&text)?;
+        if pos != NO_POS {
+            self.cursor = pos as usize + 1;
+        }
+        self.next.push((text, idx));
+        Some(idx)
     }
 
-    /// Records what a series text turned into: its encoded `labels`, or `None` when metric
-    /// relabeling drops it. Returns the entry to [`Self::write`].
+    fn text_map(&mut self) -> &mut HashKeyed<TextKey, (u32, u32)> {
+        let (order, next) = (&self.order, &self.next);
+        self.by_text.get_or_insert_with(|| {
+            let mut map = HashKeyed::default();
+            map.reserve(order.len() + next.len());
+            for (pos, &(text, idx)) in order.iter().enumerate() {
+                map.insert(text, (idx, u32::try_from(pos).unwrap_or(NO_POS)));
+            }
+            for &(text, idx) in next {
+                map.entry(text).or_insert((idx, NO_POS));
+            }
+            map
+        })
+    }
+
+    fn labels_map(&mut self) -> &mut HashKeyed<u64, u32> {
+        let entries = &self.entries;
+        self.by_labels.get_or_insert_with(|| {
+            let mut map = HashKeyed::default();
+            for (idx, e) in entries.iter().enumerate() {
+                if e.state == State::Series {
+                    // On a (checked) collision the first keeps the slot; see `insert`.
+                    map.entry(e.key).or_insert(idx as u32);
+                }
+            }
+            map
+        })
+    }
+
+    /// Records what a series text [`Self::lookup`] did not know turned into: its encoded
+    /// `labels`, or `None` when metric relabeling drops it. Returns the entry to [`Self::write`].
     pub fn insert(&mut self, text: TextKey, labels: Option<&[u8]>) -> u32 {
+        let idx = self.entry_for(labels);
+        if let Some(map) = &mut self.by_text {
+            map.insert(text, (idx, NO_POS));
+        }
+        self.next.push((text, idx));
+        idx
+    }
+
+    fn entry_for(&mut self, labels: Option<&[u8]>) -> u32 {
         let Some(labels) = labels else {
-            let idx = self.new_entry(Entry {
+            return self.new_entry(Entry {
                 state: State::Dropped,
                 ..FREE
             });
-            self.by_text.insert(text, idx);
-            return idx;
         };
         let key = xxh3_64(labels);
-        if let Some(&idx) = self.by_labels.get(&key) {
+        if let Some(&idx) = self.labels_map().get(&key) {
             let e = &self.entries[idx as usize];
             if &self.arena[e.start..e.start + e.len] == labels {
-                self.by_text.insert(text, idx);
                 return idx;
             }
         }
@@ -132,14 +208,14 @@ impl ScrapeCache {
         self.live_bytes += labels.len();
         let idx = self.new_entry(Entry {
             state: State::Series,
+            key,
             start,
             len: labels.len(),
             ..FREE
         });
         // On a (checked) 64-bit collision the first keeps the slot; the second is still cached
         // by its text, only not found by its labels.
-        self.by_labels.entry(key).or_insert(idx);
-        self.by_text.insert(text, idx);
+        self.labels_map().entry(key).or_insert(idx);
         idx
     }
 
@@ -228,12 +304,16 @@ impl ScrapeCache {
         }
         if removed {
             let entries = &self.entries;
-            self.by_text
-                .retain(|_, idx| entries[*idx as usize].state != State::Free);
-            self.by_labels
-                .retain(|_, idx| entries[*idx as usize].state != State::Free);
+            // Texts of entries just forgotten (after a failed scrape) must not come back.
+            self.next
+                .retain(|(_, idx)| entries[*idx as usize].state != State::Free);
             self.compact();
         }
+        std::mem::swap(&mut self.order, &mut self.next);
+        self.next.clear();
+        self.cursor = 0;
+        self.by_text = None;
+        self.by_labels = None;
         markers
     }
 
@@ -294,7 +374,10 @@ impl ScrapeCache {
                 self.free.push(idx as u32);
             }
         }
-        self.by_text.clear();
+        self.order.clear();
+        self.next.clear();
+        self.by_text = None;
+        self.by_labels = None;
         self
     }
 }
@@ -468,5 +551,123 @@ mod tests {
         assert_eq!(cache.len(), 100);
         assert!(cache.arena.len() <= 3 * cache.live_bytes + 4096);
         assert!(cache.entries.len() <= 200);
+    }
+
+    #[test]
+    fn a_body_in_a_new_order_finds_every_series() {
+        let mut cache = ScrapeCache::default();
+        let c: (&str, &[(&str, &str)]) = ("c", &[("__name__", "c")]);
+        scrape(&mut cache, &[A, B, c], 1.0);
+        cache.begin();
+        for text in ["c", "b", "a"] {
+            assert!(cache.lookup(TextKey::of_series(text)).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn series_vanishing_from_the_middle_keep_the_rest_in_step() {
+        let names: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        let sets: Vec<[(&str, &str); 1]> =
+            names.iter().map(|n| [("__name__", n.as_str())]).collect();
+        let all: Vec<(&str, &[(&str, &str)])> = names
+            .iter()
+            .zip(&sets)
+            .map(|(n, l)| (n.as_str(), &l[..]))
+            .collect();
+        let mut cache = ScrapeCache::default();
+        scrape(&mut cache, &all, 1.0);
+        let fewer: Vec<_> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(3..12).contains(i))
+            .map(|(_, s)| *s)
+            .collect();
+        let (batch, added, stale) = scrape(&mut cache, &fewer, 2.0);
+        assert_eq!((added, stale, batch.len()), (0, 9, 20));
+        for ((labels, _), (name, _)) in batch.iter().zip(&fewer) {
+            assert_eq!(labels, &l(&[("__name__", name)]));
+        }
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::BTreeSet;
+
+        /// Text `i` of the universe: its labels (texts 6 and 7 share 0's and 1's; 8 and 9 are
+        /// dropped by relabeling).
+        fn labels_of(i: u8) -> Option<Vec<u8>> {
+            match i {
+                8 | 9 => None,
+                6 | 7 => Some(labels(&[("__name__", "m"), ("i", &(i - 6).to_string())])),
+                _ => Some(labels(&[("__name__", "m"), ("i", &i.to_string())])),
+            }
+        }
+
+        proptest! {
+            /// Against a model that knows nothing of caching: each scrape writes each label set
+            /// once, in body order; stale markers for the previous batch's label sets it lacks;
+            /// `added` counts label sets the previous batch lacked; a failed scrape writes
+            /// nothing and marks the whole previous batch stale.
+            #[test]
+            fn cache_behaves_like_a_set_of_label_sets(
+                scrapes in prop::collection::vec(
+                    (prop::collection::vec(0u8..10, 0..14), any::<bool>(), any::<bool>()),
+                    1..12,
+                ),
+            ) {
+                let mut cache = ScrapeCache::default();
+                let mut prev: BTreeSet<Vec<u8>> = BTreeSet::new();
+                for (round, (texts, fail, hand_over)) in scrapes.into_iter().enumerate() {
+                    if hand_over {
+                        cache = cache.hand_over();
+                    }
+                    let fail = fail && round % 3 == 2;
+                    let mut batch = WriteRequestEncoder::new();
+                    cache.begin();
+                    let mut want: Vec<Vec<u8>> = Vec::new();
+                    for &t in &texts {
+                        let key = TextKey::of_series(&format!("t{t}"));
+                        let idx = match cache.lookup(key) {
+                            Some(idx) => idx,
+                            None => cache.insert(key, labels_of(t).as_deref()),
+                        };
+                        let added = cache.write(idx, f64::from(t), 1, &mut batch);
+                        let expect = match labels_of(t) {
+                            None => Added::Relabeled,
+                            Some(l) if want.contains(&l) => Added::Duplicate,
+                            Some(l) => {
+                                want.push(l);
+                                Added::Series
+                            }
+                        };
+                        prop_assert_eq!(added, expect);
+                    }
+                    if fail {
+                        cache.abort();
+                        batch.clear();
+                        want.clear();
+                    }
+                    let now: BTreeSet<Vec<u8>> = want.iter().cloned().collect();
+                    prop_assert_eq!(cache.added(), now.difference(&prev).count());
+                    let stale = cache.finish(&mut batch, 2);
+                    prop_assert_eq!(stale, prev.difference(&now).count());
+                    let got = decode_write_request(batch.as_bytes()).unwrap().timeseries;
+                    let mut encoded: Vec<Vec<u8>> = got
+                        .iter()
+                        .map(|t| {
+                            let pairs: Vec<(&str, &str)> =
+                                t.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+                            labels(&pairs)
+                        })
+                        .collect();
+                    let stale_part = encoded.split_off(want.len());
+                    prop_assert_eq!(&encoded, &want);
+                    let stale_set: BTreeSet<Vec<u8>> = stale_part.into_iter().collect();
+                    prop_assert_eq!(stale_set, prev.difference(&now).cloned().collect::<BTreeSet<_>>());
+                    prev = now;
+                }
+            }
+        }
     }
 }
