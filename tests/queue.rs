@@ -318,3 +318,62 @@ fn new_queue_writes_its_position_file_at_once() {
     let _q = Queue::open(dir.path(), small()).unwrap();
     assert!(dir.path().join("position").exists());
 }
+
+#[test]
+fn append_is_quick_only_while_the_block_fits_the_current_chunk_without_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), small()).unwrap();
+    assert!(q.append_is_quick(100));
+    // A block that would not fit the 4 KiB chunk rolls over (and fsyncs the sealed one).
+    assert!(!q.append_is_quick(8192));
+    while q.append_is_quick(500) {
+        q.append(&block(1, 500), 1).unwrap();
+    }
+    assert_eq!(
+        chunk_files(dir.path()),
+        1,
+        "quick appends never rolled over"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let always = Options {
+        sync: SyncPolicy::Always,
+        ..small()
+    };
+    let q = Queue::open(dir.path(), always).unwrap();
+    assert!(!q.append_is_quick(100), "every append fsyncs");
+}
+
+#[test]
+fn a_quick_append_never_rolls_over_or_drops_for_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let capped = Options {
+        max_bytes: Some(32 * 1024),
+        full_policy: FullPolicy::DropOldest,
+        ..small()
+    };
+    let q = Queue::open(dir.path(), capped).unwrap();
+    let (mut slow, mut dropped) = (0, 0);
+    for i in 0..300 {
+        let len = 100 + (i as usize * 37) % 900;
+        let quick = q.append_is_quick(len);
+        let (chunks, before) = (chunk_files(dir.path()), q.stats().dropped_blocks);
+        q.append(&block(i, len), 1).unwrap();
+        let after = q.stats().dropped_blocks;
+        if quick {
+            assert_eq!(
+                chunk_files(dir.path()),
+                chunks,
+                "append {i} was quick but rolled over"
+            );
+            assert_eq!(after, before, "append {i} was quick but dropped blocks");
+        } else {
+            slow += 1;
+        }
+        dropped += after - before;
+    }
+    assert!(
+        dropped > 0 && slow > 0,
+        "the cap and rollovers were reached"
+    );
+}

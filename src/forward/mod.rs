@@ -237,6 +237,12 @@ pub struct Fanout {
     parallel_appends: bool,
 }
 
+/// Largest block [`Fanout::push`] appends on the calling task when no storage relabels and every
+/// queue says the append is quick ([`crate::queue::Queue::append_is_quick`]: no fsync, rollover or
+/// cap drop): copying it into the page cache takes microseconds. Everything else goes to a
+/// blocking thread.
+const INLINE_APPEND_BYTES: usize = 256 << 10;
+
 impl Fanout {
     /// Opens every storage's queue (`<data-dir>/queues/<id>/`).
     pub fn open(cfg: &Config) -> Result<Fanout, ForwardError> {
@@ -272,6 +278,22 @@ impl Fanout {
                     max_bytes: st.cfg.queue_max_bytes,
                 },
             });
+        }
+        if block.len() <= INLINE_APPEND_BYTES
+            && self
+                .storages
+                .iter()
+                .all(|s| s.relabel.is_empty() && s.queue.append_is_quick(block.len()))
+        {
+            // Page-cache writes of a small block: cheaper here than handing the block to a
+            // blocking thread and back (two thread switches per push).
+            return self
+                .storages
+                .iter()
+                .map(|st| append(st, &block, samples, None))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .collect();
         }
         let storages = self.storages.clone();
         let parallel = self.parallel_appends && storages.len() > 1;

@@ -443,6 +443,28 @@ impl Queue {
         pending + (FRAME_HEADER_LEN + len) as u64 <= max
     }
 
+    /// Whether appending a block of `len` bytes now would only write into the current chunk file:
+    /// no fsync (policy `always`), no rollover (which fsyncs the sealed chunk) and no dropping of
+    /// old chunks for the cap. A caller on an async runtime may append such a block in place and
+    /// hand the others to a thread. A hint: another append may change the answer meanwhile.
+    pub fn append_is_quick(&self, len: usize) -> bool {
+        if self.inner.opts.sync == SyncPolicy::Always {
+            return false;
+        }
+        let frame_len = (FRAME_HEADER_LEN + len) as u64;
+        {
+            let w = lock(&self.inner.writer);
+            if w.needs_truncate || w.offset + frame_len > self.inner.opts.chunk_bytes {
+                return false;
+            }
+        }
+        let Some(max) = self.inner.opts.max_bytes else {
+            return true;
+        };
+        let ack = lock(&self.inner.reader).ack;
+        pending_bytes(&lock(&self.inner.shared).chunks, ack) + frame_len <= max
+    }
+
     /// The next unread block, or `None` when the reader has caught up with the writer. Damaged
     /// regions and missing chunks on the way are skipped, counted and logged.
     pub fn read(&self) -> Result<Option<Block>, QueueError> {
