@@ -399,3 +399,90 @@ async fn file_sd_targets_are_picked_up_when_the_file_changes() {
     assert!(up.iter().all(|s| s.label("job") == Some("files")), "{up:?}");
     assert!(targets.scrapes_of(&added) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_gone_from_the_body_gets_one_stale_marker_and_the_rest_carry_on() {
+    let target = TargetServer::serving("kept_metric 1\ngone_metric 1\n").await;
+    let config = ScrapeConfig::new(&[Job::new("app").target(target.address())]);
+    let (storage, _relay) = scraping_into_fake_storage(&config).await;
+    storage_until(&storage, "gone_metric", "both series scraped", |s| {
+        s.len() == 1
+    })
+    .await;
+
+    target.set_exposition("kept_metric 2\n");
+    let gone = storage_until(
+        &storage,
+        "gone_metric",
+        "gone_metric to end with a stale marker",
+        |s| s.len() == 1 && ends_stale(&s[0]),
+    )
+    .await;
+    storage_until(&storage, "kept_metric", "kept_metric scraped after", |s| {
+        s.len() == 1 && s[0].samples.last().is_some_and(|(_, v)| *v == 2.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let gone_after = &storage.series("gone_metric")[0];
+    assert_eq!(
+        gone_after
+            .samples
+            .iter()
+            .filter(|(_, v)| is_stale_marker(*v))
+            .count(),
+        1,
+        "one stale marker, not one per scrape: {gone:?} then {gone_after:?}"
+    );
+    assert!(!has_stale_marker(&storage.series("kept_metric")[0]));
+    let added = storage.series("scrape_series_added");
+    assert!(
+        added[0].samples.last().is_some_and(|(_, v)| *v == 0.0),
+        "nothing new in the steady state: {added:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changing_a_jobs_settings_keeps_its_series_without_stale_markers() {
+    let target = TargetServer::serving("app_requests_total 5\napp_debug_total 1\n").await;
+    let address = target.address();
+    let config = ScrapeConfig::new(&[Job::new("app").target(&address)]);
+    let (storage, relay) = scraping_into_fake_storage(&config).await;
+    storage_until(&storage, "app_debug_total", "both series scraped", |s| {
+        s.len() == 1
+    })
+    .await;
+
+    // New settings for the same target: its loop is replaced and hands its memory over.
+    config.rewrite(&[Job::new("app").target(&address).setting(
+        "metric_relabel_configs:\n\
+         \x20 - source_labels: [__name__]\n\
+         \x20   regex: app_debug_total\n\
+         \x20   action: drop",
+    )]);
+    relay
+        .reload_scrape_config()
+        .await
+        .expect("the new config loads");
+    storage_until(
+        &storage,
+        "app_debug_total",
+        "the series the new settings drop to end with a stale marker",
+        |s| s.len() == 1 && ends_stale(&s[0]),
+    )
+    .await;
+    let before = storage.series("app_requests_total")[0].samples.len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let kept = &storage.series("app_requests_total")[0];
+    assert!(kept.samples.len() > before, "still scraped: {kept:?}");
+    assert!(
+        !has_stale_marker(kept),
+        "no stale marker across the reload: {kept:?}"
+    );
+    for metric in ["up", "scrape_duration_seconds"] {
+        let series = storage.series(metric);
+        assert!(
+            series.iter().all(|s| !has_stale_marker(s)),
+            "{metric} carries on across the reload: {series:?}"
+        );
+    }
+}
