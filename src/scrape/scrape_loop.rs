@@ -138,6 +138,8 @@ async fn run(
     mode: Arc<Mutex<StopMode>>,
 ) -> ScrapeCache {
     let delay = first_delay(target.id(), target.interval, now_ms());
+    let timeout_header = HeaderValue::from_str(&format!("{}", target.timeout.as_secs_f64()))
+        .unwrap_or_else(|_| HeaderValue::from_static("10"));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -149,7 +151,7 @@ async fn run(
         let ts = now_ms();
         let mut body = buffers::take_body();
         let fetched = tokio::select! {
-            r = fetch(&target, &job, &mut body) => r,
+            r = fetch(&target, &job, &timeout_header, &mut body) => r,
             _ = stop.cancelled() => {
                 buffers::put_body(body);
                 break;
@@ -264,16 +266,17 @@ fn compress(batch: &WriteRequestEncoder) -> Bytes {
 async fn fetch(
     target: &Target,
     job: &JobRuntime,
+    timeout_header: &HeaderValue,
     body: &mut Vec<u8>,
 ) -> Result<Option<String>, String> {
     body.clear();
     let mut req = job
         .client
         .get(target.scrape_url.clone())
-        .header(ACCEPT, ACCEPT_HEADER)
+        .header(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER))
         .header(
             "x-prometheus-scrape-timeout-seconds",
-            format!("{}", target.timeout.as_secs_f64()),
+            timeout_header.clone(),
         )
         .timeout(target.timeout);
     if let Some(auth) = &job.authorization {
