@@ -14,15 +14,16 @@
 //!   its own error.
 //! - Concatenating two serialized `WriteRequest`s yields one `WriteRequest` holding the series and
 //!   metadata of both, in order (every field of `WriteRequest` is repeated, and protobuf merges a
-//!   repeated field by appending). [`merge_into`] is how the sender batches small pushes: concatenate
-//!   decompressed bodies, compress once.
+//!   repeated field by appending; [`merge_into`]). Their snappy blocks concatenate too, without
+//!   recompression ([`concat_blocks_into`]): that is how the sender batches queued pushes.
 //!
 //! Must not: know about queues, HTTP or storages; panic on any input bytes.
 //!
 //! # Layout
 //! - `types`: the prost structs ([`WriteRequest`], [`TimeSeries`], ...).
 //! - `validate`: [`validate_write_request`] and [`WriteSummary`].
-//! - `snappy`: [`decompress_bounded`], [`compress`] and their buffer-reusing variants.
+//! - `snappy`: [`decompress_bounded`], [`compress`], their buffer-reusing variants, and
+//!   [`concat_blocks_into`].
 //! - `error`: [`WireError`].
 //! - `example`: [`example_write_request`], realistic load for tests and benchmarks.
 
@@ -44,7 +45,8 @@ pub use encode::{WriteRequestEncoder, encode_labels_into};
 pub use error::WireError;
 pub use example::example_write_request;
 pub use snappy::{
-    FRAMED_SNAPPY_MAGIC, compress, compress_into, decompress_bounded, decompress_bounded_into,
+    FRAMED_SNAPPY_MAGIC, MAX_BLOCK_LEN, block_len, compress, compress_into, concat_blocks_into,
+    decompress_bounded, decompress_bounded_into,
 };
 pub use types::*;
 pub use validate::{WriteSummary, validate_write_request};
