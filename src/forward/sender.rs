@@ -1,7 +1,9 @@
 //! A storage's sender: reads its queue in order, merges consecutive blocks into one request (up to
-//! `max_block_bytes` of protobuf), POSTs it, retries what is retryable, acknowledges what the
-//! storage took, drops (block by block) what it refused for good.
+//! `max_block_bytes` of protobuf, by concatenating their snappy blocks), POSTs it, retries what is
+//! retryable, acknowledges what the storage took, drops (block by block) what it refused for
+//! good.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,11 +24,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-/// A block of at least this much protobuf is a large request on its own: it is sent as received,
-/// not decompressed and merged (merging pays for small pushes; for large ones the recompression
-/// only costs CPU, and makes a backlog drain CPU-bound).
-const SEND_ALONE_BYTES: usize = 1 << 20;
-
 /// The HTTP client for one storage, with its timeout and TLS settings.
 pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, String> {
     // reqwest is built without a default TLS provider; install ring once for the process.
@@ -163,11 +160,8 @@ struct Batch {
 /// run of blocks in queue order.
 #[derive(Default)]
 struct Batcher {
-    /// A block read but not fitting the previous batch.
-    carry: Option<Block>,
-    raw: Vec<u8>,
-    one: Vec<u8>,
-    out: Vec<u8>,
+    /// Blocks read but not in the previous batch (one that did not fit, usually), in queue order.
+    carry: VecDeque<Block>,
 }
 
 enum Outcome {
@@ -179,28 +173,31 @@ enum Outcome {
 }
 
 impl Batcher {
+    /// The next run of queued blocks whose protobuf adds up to at most `max_raw` bytes (a block
+    /// larger than that goes alone), as one request body.
+    ///
+    /// Several blocks are merged by concatenating their snappy blocks under one header
+    /// ([`prompb::concat_blocks_into`]): the protobuf bodies concatenate into one `WriteRequest`,
+    /// and nothing is decompressed or recompressed, so a large push costs no more to merge than
+    /// a small one. A block whose snappy header is invalid (never from ingest, which validated it)
+    /// goes alone, as received, for the storage to refuse.
     fn next_batch(&mut self, q: &Queue, max_raw: usize) -> Option<Batch> {
+        let max_raw = max_raw.min(prompb::MAX_BLOCK_LEN);
         let mut blocks: Vec<Block> = Vec::new();
         let mut raw_len = 0usize;
-        if let Some(b) = self.carry.take() {
-            raw_len += snap::raw::decompress_len(&b.payload).unwrap_or(0);
-            blocks.push(b);
-        }
-        while raw_len < max_raw && raw_len < SEND_ALONE_BYTES {
-            match q.read() {
-                Ok(Some(b)) => {
-                    let len = snap::raw::decompress_len(&b.payload).unwrap_or(0);
-                    let too_big = raw_len + len > max_raw || len >= SEND_ALONE_BYTES;
-                    if !blocks.is_empty() && too_big {
-                        self.carry = Some(b);
-                        break;
-                    }
+        while raw_len < max_raw {
+            let Some(b) = self.next_block(q) else { break };
+            match raw_len_of(&b) {
+                Some(len) if blocks.is_empty() || raw_len + len <= max_raw => {
                     raw_len += len;
                     blocks.push(b);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    warn!(dir = %q.dir().display(), error = %e, "reading the queue failed");
+                None if blocks.is_empty() => {
+                    blocks.push(b);
+                    break;
+                }
+                _ => {
+                    self.carry.push_front(b);
                     break;
                 }
             }
@@ -208,33 +205,54 @@ impl Batcher {
         if blocks.is_empty() {
             return None;
         }
-        let samples = blocks.iter().map(|b| u64::from(b.count)).sum();
-        if blocks.len() == 1 {
-            // The common case under light load: forward the body exactly as it came.
-            let body = blocks[0].payload.clone();
-            return Some(Batch {
-                blocks,
-                body,
-                samples,
-            });
-        }
-        self.raw.clear();
-        for b in &blocks {
-            // Ingest validated every block, and the queue's CRC guards it on disk.
-            match prompb::decompress_bounded_into(&b.payload, usize::MAX, &mut self.one) {
-                Ok(()) => prompb::merge_into(&mut self.raw, &self.one),
+        if blocks.len() > 1 {
+            let mut body = Vec::new();
+            match prompb::concat_blocks_into(blocks.iter().map(|b| &b.payload[..]), &mut body) {
+                Ok(()) => return Some(Batch::new(blocks, Bytes::from(body))),
                 Err(e) => {
-                    warn!(dir = %q.dir().display(), error = %e, "queued block is not valid snappy; leaving it out")
+                    // Not expected: every header was read above and the sum is bounded. Send
+                    // the blocks one at a time rather than lose any.
+                    warn!(dir = %q.dir().display(), error = %e, "cannot merge queued blocks; sending them one by one");
+                    for b in blocks.drain(1..).rev() {
+                        self.carry.push_front(b);
+                    }
                 }
             }
         }
-        prompb::compress_into(&self.raw, &mut self.out);
-        Some(Batch {
-            blocks,
-            body: Bytes::copy_from_slice(&self.out),
-            samples,
-        })
+        // The common case under light load: forward the body exactly as it came.
+        let body = blocks[0].payload.clone();
+        Some(Batch::new(blocks, body))
     }
+
+    /// The next block in queue order: a carried one first, then the queue's next.
+    fn next_block(&mut self, q: &Queue) -> Option<Block> {
+        if let Some(b) = self.carry.pop_front() {
+            return Some(b);
+        }
+        match q.read() {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(dir = %q.dir().display(), error = %e, "reading the queue failed");
+                None
+            }
+        }
+    }
+}
+
+impl Batch {
+    fn new(blocks: Vec<Block>, body: Bytes) -> Self {
+        let samples = blocks.iter().map(|b| u64::from(b.count)).sum();
+        Self {
+            blocks,
+            body,
+            samples,
+        }
+    }
+}
+
+/// The protobuf bytes a queued block declares, or `None` when its snappy header is invalid.
+fn raw_len_of(b: &Block) -> Option<usize> {
+    prompb::block_len(&b.payload).ok()
 }
 
 impl Sender {
@@ -426,38 +444,110 @@ mod tests {
         body
     }
 
+    fn protobuf(blocks: &[&[u8]]) -> Vec<u8> {
+        blocks
+            .iter()
+            .flat_map(|b| prompb::decompress_bounded(b, usize::MAX).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn small_pushes_merge_and_a_large_one_is_sent_alone_as_received() {
+    fn consecutive_pushes_merge_into_one_request_of_their_protobuf_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let q = Queue::open(dir.path(), Default::default()).unwrap();
-        let smalls: Vec<Vec<u8>> = (0..3).map(|_| push(&q, 50)).collect();
+        let small = push(&q, 50);
         let large = push(&q, 20_000);
-        assert!(
-            snap::raw::decompress_len(&large).unwrap() >= SEND_ALONE_BYTES,
-            "the large push must be over the threshold"
-        );
         let after = push(&q, 50);
+        assert!(snap::raw::decompress_len(&large).unwrap() > 1 << 20);
         let mut b = Batcher::default();
 
         let merged = b.next_batch(&q, 8 << 20).unwrap();
-        assert_eq!(merged.blocks.len(), 3);
-        let raw = prompb::decompress_bounded(&merged.body, usize::MAX).unwrap();
-        let want: Vec<u8> = smalls
-            .iter()
-            .flat_map(|s| prompb::decompress_bounded(s, usize::MAX).unwrap())
-            .collect();
-        assert_eq!(
-            raw, want,
-            "merged = the pushes' protobuf, concatenated in order"
-        );
 
-        let alone = b.next_batch(&q, 8 << 20).unwrap();
+        assert_eq!(merged.blocks.len(), 3, "a large push merges too");
+        assert_eq!(merged.samples, 50 + 20_000 + 50);
+        assert_eq!(
+            prompb::decompress_bounded(&merged.body, usize::MAX).unwrap(),
+            protobuf(&[&small, &large, &after])
+        );
+        assert!(b.next_batch(&q, 8 << 20).is_none());
+    }
+
+    #[test]
+    fn merged_request_is_the_blocks_compressed_bytes_not_a_recompression() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), Default::default()).unwrap();
+        let blocks: Vec<Vec<u8>> = (0..3).map(|_| push(&q, 50)).collect();
+
+        let merged = Batcher::default().next_batch(&q, 8 << 20).unwrap();
+
+        let elements: Vec<u8> = blocks.iter().flat_map(|b| b[2..].to_vec()).collect();
+        assert!(
+            blocks.iter().all(|b| b[0] >= 0x80 && b[1] < 0x80),
+            "two-byte headers"
+        );
+        assert_eq!(
+            merged.body[merged.body.len() - elements.len()..],
+            elements[..]
+        );
+    }
+
+    #[test]
+    fn a_push_that_would_overflow_the_request_starts_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), Default::default()).unwrap();
+        let pushes: Vec<Vec<u8>> = (0..5).map(|_| push(&q, 50)).collect();
+        let one = snap::raw::decompress_len(&pushes[0]).unwrap();
+        let mut b = Batcher::default();
+
+        let (mut sent, mut sizes) = (0, Vec::new());
+        while let Some(batch) = b.next_batch(&q, 2 * one + one / 2) {
+            let n = batch.blocks.len();
+            let want: Vec<&[u8]> = pushes[sent..sent + n].iter().map(Vec::as_slice).collect();
+            assert_eq!(
+                prompb::decompress_bounded(&batch.body, usize::MAX).unwrap(),
+                protobuf(&want),
+                "pushes {sent}..{}",
+                sent + n
+            );
+            sent += n;
+            sizes.push(n);
+        }
+
+        assert_eq!(sizes, [2, 2, 1]);
+    }
+
+    #[test]
+    fn a_push_above_the_request_limit_is_sent_alone_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), Default::default()).unwrap();
+        let small = push(&q, 50);
+        let large = push(&q, 2_000);
+        let limit = snap::raw::decompress_len(&large).unwrap() - 1;
+        let mut b = Batcher::default();
+
+        assert_eq!(&b.next_batch(&q, limit).unwrap().body[..], &small[..]);
+        let alone = b.next_batch(&q, limit).unwrap();
         assert_eq!(alone.blocks.len(), 1);
         assert_eq!(&alone.body[..], &large[..], "sent exactly as received");
+    }
 
-        let last = b.next_batch(&q, 8 << 20).unwrap();
-        assert_eq!(&last.body[..], &after[..]);
-        assert!(b.next_batch(&q, 8 << 20).is_none());
+    #[test]
+    fn a_block_with_an_invalid_snappy_header_is_sent_alone_as_received() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path(), Default::default()).unwrap();
+        let before = push(&q, 50);
+        q.append(&[0xff, 0xff], 1).unwrap();
+        let after: Vec<Vec<u8>> = (0..2).map(|_| push(&q, 50)).collect();
+        let mut b = Batcher::default();
+
+        assert_eq!(&b.next_batch(&q, 8 << 20).unwrap().body[..], &before[..]);
+        assert_eq!(&b.next_batch(&q, 8 << 20).unwrap().body[..], [0xff, 0xff]);
+        let rest = b.next_batch(&q, 8 << 20).unwrap();
+        assert_eq!(rest.blocks.len(), 2);
+        assert_eq!(
+            prompb::decompress_bounded(&rest.body, usize::MAX).unwrap(),
+            protobuf(&[&after[0], &after[1]])
+        );
     }
 
     #[test]
