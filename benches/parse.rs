@@ -253,6 +253,18 @@ fn scrape_batch(c: &mut Criterion) {
         group.bench_function(format!("{name}/warm_cache_compressed"), |b| {
             b.iter(|| run(&mut cache, true))
         });
+        // 300 targets scraped in turn: each scrape finds its cache gone from the CPU's caches.
+        let mut caches: Vec<ScrapeCache> = (0..300).map(|_| ScrapeCache::default()).collect();
+        for cache in &mut caches {
+            run(cache, false);
+        }
+        let mut next = 0;
+        group.bench_function(format!("{name}/warm_cache_300_targets_compressed"), |b| {
+            b.iter(|| {
+                next = (next + 1) % caches.len();
+                run(&mut caches[next], true)
+            })
+        });
     }
     group.finish();
 }

@@ -21,8 +21,8 @@
 //!   Mimir and Thanos (documented in the README).
 //!
 //! # Must not
-//! Share a queue or a retry loop between storages; decode what it only forwards (merging is plain
-//! concatenation of the decompressed protobuf bodies).
+//! Share a queue or a retry loop between storages; decode what it only forwards (merging
+//! concatenates the queued snappy blocks under one new length header, without decompressing).
 
 mod sender;
 pub mod status;
