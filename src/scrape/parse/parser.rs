@@ -194,6 +194,14 @@ impl<'a> Parser<'a> {
             if let Some(item) = self.known_sample(start, end, known) {
                 return Ok(Some(item));
             }
+            if SAMPLES_ONLY && self.format == Format::PrometheusText && self.validator.is_none() {
+                let b = &self.body[start..end];
+                let i = skip_blanks(b, 0);
+                if b.get(i) == Some(&b'#') {
+                    self.check_text_comment(start, end, i + 1)?;
+                    continue;
+                }
+            }
             let entry = match self.format {
                 Format::PrometheusText => match self.text_line(start, end)? {
                     Some(entry) => entry,
@@ -245,6 +253,33 @@ impl<'a> Parser<'a> {
 
     /// A text-format `#` line, `i` just after the `#`: HELP, TYPE or a free comment.
     fn text_comment(&self, start: usize, end: usize, i: usize) -> Result<Entry<'a>, ParseError> {
+        match self.text_metadata(start, end, i)? {
+            None => Ok(Entry::Comment),
+            Some((true, metric, rest)) => Ok(Entry::Help {
+                metric,
+                text: unescape(rest, false),
+            }),
+            Some((false, metric, rest)) => self.text_type(metric, rest, start, end),
+        }
+    }
+
+    /// Checks a text-format `#` line as [`Self::text_comment`] does, without building its entry
+    /// (the scrape path skips metadata).
+    fn check_text_comment(&self, start: usize, end: usize, i: usize) -> Result<(), ParseError> {
+        if let Some((false, metric, rest)) = self.text_metadata(start, end, i)? {
+            self.text_type(metric, rest, start, end)?;
+        }
+        Ok(())
+    }
+
+    /// A text-format `#` line split into (is HELP, metric name, rest) for HELP and TYPE lines;
+    /// `None` for a free comment.
+    fn text_metadata(
+        &self,
+        start: usize,
+        end: usize,
+        i: usize,
+    ) -> Result<Option<(bool, &'a str, &'a str)>, ParseError> {
         let b = &self.body[start..end];
         let k = skip_blanks(b, i);
         let keyword = &b[k..];
@@ -254,7 +289,7 @@ impl<'a> Parser<'a> {
             || !keyword.get(4).is_some_and(|&c| is_blank(c))
         {
             // Anything else is a comment, and may hold any bytes.
-            return Ok(Entry::Comment);
+            return Ok(None);
         }
         let line = self.line_str(start, end)?;
         let name_start = skip_blanks(b, k + 4);
@@ -269,12 +304,16 @@ impl<'a> Parser<'a> {
         }
         let metric = &line[name_start..name_end];
         let rest = &line[skip_blanks(b, name_end)..];
-        if help {
-            return Ok(Entry::Help {
-                metric,
-                text: unescape(rest, false),
-            });
-        }
+        Ok(Some((help, metric, rest)))
+    }
+
+    fn text_type(
+        &self,
+        metric: &'a str,
+        rest: &str,
+        start: usize,
+        end: usize,
+    ) -> Result<Entry<'a>, ParseError> {
         match MetricType::from_text(rest.trim_end_matches([' ', '\t'])) {
             Some(kind) => Ok(Entry::Type { metric, kind }),
             None => Err(self.syntax(
