@@ -1,9 +1,10 @@
 //! Sample values and timestamps of both formats.
 //!
 //! Values go through `str::parse::<f64>` (correctly rounded), after a fast path for the plain
-//! decimals that make up nearly every exposition: a mantissa below 2^53 and at most 22 fraction
-//! digits convert exactly as `mantissa / 10^digits`, one correctly rounded division, so the fast
-//! path gives the same bits as `parse` (Clinger's fast path; `tests.rs` checks the agreement).
+//! decimals that make up nearly every exposition: a mantissa up to 2^53 scaled by at most 10^22
+//! either way (fraction digits and exponent together) converts as one correctly rounded
+//! multiplication or division of two exact values, so the fast path gives the same bits as
+//! `parse` (Clinger's fast path; `tests.rs` and the proptests check the agreement).
 
 /// 10^0 ..= 10^22: every one is exact in an f64.
 const POW10: [f64; 23] = [
@@ -55,10 +56,46 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
             i += 1;
         }
     }
-    if i != b.len() || digits + fraction == 0 || fraction >= POW10.len() {
+    if digits + fraction == 0 {
         return None;
     }
-    let magnitude = mantissa as f64 / POW10[fraction];
+    // An exponent (`1.5e+06`, as Go's exporters write large values): scale by a power of ten
+    // within the exact range, still one correctly rounded operation.
+    let mut exponent: i64 = 0;
+    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+        i += 1;
+        let negative_exponent = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 4 {
+            exponent = exponent * 10 + i64::from(b[i] - b'0');
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        if negative_exponent {
+            exponent = -exponent;
+        }
+    }
+    if i != b.len() {
+        return None;
+    }
+    let scale = exponent - fraction as i64;
+    let magnitude = if scale >= 0 {
+        mantissa as f64 * *POW10.get(usize::try_from(scale).ok()?)?
+    } else {
+        mantissa as f64 / *POW10.get(usize::try_from(-scale).ok()?)?
+    };
     Some(if negative { -magnitude } else { magnitude })
 }
 

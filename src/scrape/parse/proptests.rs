@@ -226,6 +226,21 @@ proptest! {
     }
 
     #[test]
+    fn fast_exponent_path_agrees_with_str_parse(
+        int in 0u64..10_000_000_000_000_000,
+        frac in "[0-9]{0,20}",
+        e in "[eE]",
+        sign in "[+-]?",
+        exponent in 0u32..40,
+        negative in any::<bool>(),
+    ) {
+        let text = format!("{}{int}.{frac}{e}{sign}{exponent:02}", if negative { "-" } else { "" });
+        let expected: f64 = text.parse().unwrap();
+        prop_assert_eq!(parse_value(&text, true).map(f64::to_bits), Ok(expected.to_bits()));
+        prop_assert_eq!(parse_value(&text, false).map(f64::to_bits), Ok(expected.to_bits()));
+    }
+
+    #[test]
     fn decimal_timestamps_convert_to_exact_milliseconds(
         seconds in -10_000_000_000i64..10_000_000_000,
         millis in 0i64..1000,

@@ -211,6 +211,14 @@ fn fast_decimal_path_gives_the_same_bits_as_str_parse() {
         "3.14159265358979",
         "0000000000000000000000000000000000000000001",
         "1.7976931348623157",
+        "1.6984e+09",
+        "2.5E-05",
+        "1e22",
+        "1e23",
+        "9007199254740993e-22",
+        "1.0e-400",
+        "1.e5",
+        ".5E3",
     ];
     for s in cases {
         let expected: f64 = s.parse().unwrap();
@@ -219,6 +227,13 @@ fn fast_decimal_path_gives_the_same_bits_as_str_parse() {
             Ok(expected.to_bits()),
             "{s}"
         );
+    }
+}
+
+#[test]
+fn an_exponent_without_digits_is_an_error() {
+    for s in ["12e", "1e+", "1.5E-", "e5"] {
+        assert!(parse_value(s, false).is_err(), "{s}");
     }
 }
 
