@@ -61,32 +61,7 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
     }
     // An exponent (`1.5e+06`, as Go's exporters write large values): scale by a power of ten
     // within the exact range, still one correctly rounded operation.
-    let mut exponent: i64 = 0;
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        let negative_exponent = match b.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() && i - start < 4 {
-            exponent = exponent * 10 + i64::from(b[i] - b'0');
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        if negative_exponent {
-            exponent = -exponent;
-        }
-    }
+    let exponent = exponent_part(b, &mut i)?;
     if i != b.len() {
         return None;
     }
@@ -97,6 +72,38 @@ fn fast_decimal(b: &[u8]) -> Option<f64> {
         mantissa as f64 / *POW10.get(usize::try_from(-scale).ok()?)?
     };
     Some(if negative { -magnitude } else { magnitude })
+}
+
+/// An optional `e`/`E` exponent with optional sign at `*i`, moving `*i` past it: 0 when there is
+/// none, `None` when the `e` has no digits. Clamped at ±100000: beyond that every value has
+/// saturated or vanished anyway.
+#[inline]
+fn exponent_part(b: &[u8], i: &mut usize) -> Option<i64> {
+    if !matches!(b.get(*i), Some(b'e' | b'E')) {
+        return Some(0);
+    }
+    *i += 1;
+    let negative = match b.get(*i) {
+        Some(b'-') => {
+            *i += 1;
+            true
+        }
+        Some(b'+') => {
+            *i += 1;
+            false
+        }
+        _ => false,
+    };
+    let start = *i;
+    let mut exponent: i64 = 0;
+    while let Some(c) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+        exponent = (exponent * 10 + i64::from(c - b'0')).min(100_000);
+        *i += 1;
+    }
+    if *i == start {
+        return None;
+    }
+    Some(if negative { -exponent } else { exponent })
 }
 
 fn slow_value(s: &str, openmetrics: bool) -> Result<f64, &'static str> {
@@ -176,33 +183,7 @@ pub(crate) fn parse_openmetrics_timestamp(s: &str) -> Result<i64, &'static str> 
     if int_digits.is_empty() && frac_digits.is_empty() {
         return Err(BAD);
     }
-    let mut exponent: i64 = 0;
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        let exp_negative = match b.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            // Clamped: beyond a few hundred the result saturates or is zero anyway.
-            exponent = (exponent * 10 + i64::from(b[i] - b'0')).min(100_000);
-            i += 1;
-        }
-        if i == start {
-            return Err(BAD);
-        }
-        if exp_negative {
-            exponent = -exponent;
-        }
-    }
+    let exponent = exponent_part(b, &mut i).ok_or(BAD)?;
     if i != b.len() {
         return Err(BAD);
     }

@@ -126,6 +126,19 @@ fn outcomes(body: &[u8], format: Format, fast: bool) -> Vec<Outcome> {
     out
 }
 
+/// `next_with` (recognising every series text) and the full parse agree on `body`, in both formats.
+fn same_outcomes_both_ways(body: &str) -> Result<(), TestCaseError> {
+    for format in [Format::PrometheusText, Format::OpenMetrics] {
+        prop_assert_eq!(
+            outcomes(body.as_bytes(), format, true),
+            outcomes(body.as_bytes(), format, false),
+            "{:?}",
+            body
+        );
+    }
+    Ok(())
+}
+
 /// Sample lines, valid or nearly, whose series texts resemble each other's prefixes.
 fn sample_line() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
@@ -154,26 +167,12 @@ fn sample_line() -> impl Strategy<Value = &'static str> {
 proptest! {
     #[test]
     fn next_with_agrees_with_the_full_parse_on_sample_lines(lines in vec(sample_line(), 0..12)) {
-        let body = lines.concat();
-        for format in [Format::PrometheusText, Format::OpenMetrics] {
-            prop_assert_eq!(
-                outcomes(body.as_bytes(), format, true),
-                outcomes(body.as_bytes(), format, false),
-                "{:?}", body
-            );
-        }
+        same_outcomes_both_ways(&lines.concat())?;
     }
 
     #[test]
     fn next_with_agrees_with_the_full_parse_on_token_sequences(tokens in vec(token(), 0..80)) {
-        let body = tokens.concat();
-        for format in [Format::PrometheusText, Format::OpenMetrics] {
-            prop_assert_eq!(
-                outcomes(body.as_bytes(), format, true),
-                outcomes(body.as_bytes(), format, false),
-                "{:?}", body
-            );
-        }
+        same_outcomes_both_ways(&tokens.concat())?;
     }
 
     #[test]
