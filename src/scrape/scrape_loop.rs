@@ -1,6 +1,8 @@
 //! One target's scrape loop: fetch on a stable offset within the interval, parse, build the batch
 //! (scraped series, the five series Prometheus adds per scrape, stale markers for series that
-//! vanished), and hand it to the fan-out.
+//! vanished), and hand it to the fan-out. An `http://` target is fetched through the loop's own
+//! [`http::Client`] (one keep-alive connection, the body read straight into the scrape's buffer);
+//! `https://`, redirects and a proxy from the environment go through the job's reqwest client.
 //!
 //! Guarantees: one scrape at a time per target, never longer than its timeout; a failed scrape
 //! (HTTP error, timeout, body over `body_size_limit`, parse error, `sample_limit` or `label_limit`
@@ -20,6 +22,7 @@ use tracing::{debug, warn};
 
 use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
+use super::http;
 use super::parse::{Format, Item, Parser, format_from_content_type};
 use super::series::{Added, SeriesOptions, encode_series_labels};
 use super::targets::Target;
@@ -55,6 +58,7 @@ pub struct TargetHealth {
 /// Everything a job's loops share: its config, HTTP client, and the process-wide parts.
 pub struct JobRuntime {
     pub cfg: JobConfig,
+    /// For what the loops' own [`http::Client`] does not fetch: TLS, redirects, env proxies.
     pub client: reqwest::Client,
     /// `Authorization` for every scrape of the job, if it has credentials.
     pub authorization: Option<HeaderValue>,
@@ -140,6 +144,7 @@ async fn run(
     let delay = first_delay(target.id(), target.interval, now_ms());
     let timeout_header = HeaderValue::from_str(&format!("{}", target.timeout.as_secs_f64()))
         .unwrap_or_else(|_| HeaderValue::from_static("10"));
+    let mut http = http_client(&target, &job, &timeout_header);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -151,7 +156,7 @@ async fn run(
         let ts = now_ms();
         let mut body = buffers::take_body();
         let fetched = tokio::select! {
-            r = fetch(&target, &job, &timeout_header, &mut body) => r,
+            r = fetch(&target, &job, &timeout_header, http.as_mut(), &mut body) => r,
             _ = stop.cancelled() => {
                 buffers::put_body(body);
                 break;
@@ -262,11 +267,65 @@ fn compress(batch: &WriteRequestEncoder) -> Bytes {
     Bytes::from(crate::prompb::compress(batch.as_bytes()))
 }
 
-/// Fetches the target into `body`; returns the response's Content-Type.
+/// The loop's own client for `http://` targets (see [`http`]); `None` keeps every scrape of the
+/// target on the job's reqwest client: `https://`, or a proxy set in the environment, which
+/// reqwest applies.
+fn http_client(
+    target: &Target,
+    job: &JobRuntime,
+    timeout_header: &HeaderValue,
+) -> Option<http::Client> {
+    if target.scrape_url.scheme() != "http" || http::proxy_from_env() {
+        return None;
+    }
+    let mut headers: Vec<(&str, &[u8])> = vec![
+        ("Accept", ACCEPT_HEADER.as_bytes()),
+        (
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            timeout_header.as_bytes(),
+        ),
+    ];
+    if let Some(auth) = &job.authorization {
+        headers.push(("Authorization", auth.as_bytes()));
+    }
+    http::Client::new(
+        &target.scrape_url,
+        &headers,
+        target.timeout,
+        job.cfg.body_size_limit,
+    )
+}
+
+/// Fetches the target into `body`; returns the response's Content-Type. Through the loop's own
+/// client when it has one, through reqwest for what that client does not do (redirects).
 async fn fetch(
     target: &Target,
     job: &JobRuntime,
     timeout_header: &HeaderValue,
+    http: Option<&mut http::Client>,
+    body: &mut Vec<u8>,
+) -> Result<Option<String>, String> {
+    let started = Instant::now();
+    if let Some(client) = http {
+        match client.fetch(body).await {
+            Ok(http::Response::Body { content_type }) => return Ok(content_type),
+            Ok(http::Response::Redirect(status)) => {
+                debug!(target = %target.scrape_url, %status, "redirected: fetching through reqwest");
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    // The scrape as a whole stays within the timeout, redirect or not.
+    let timeout = target.timeout.saturating_sub(started.elapsed());
+    fetch_reqwest(target, job, timeout_header, timeout, body).await
+}
+
+/// [`fetch`] through the job's reqwest client, which follows redirects and speaks TLS.
+async fn fetch_reqwest(
+    target: &Target,
+    job: &JobRuntime,
+    timeout_header: &HeaderValue,
+    timeout: Duration,
     body: &mut Vec<u8>,
 ) -> Result<Option<String>, String> {
     body.clear();
@@ -278,7 +337,7 @@ async fn fetch(
             "x-prometheus-scrape-timeout-seconds",
             timeout_header.clone(),
         )
-        .timeout(target.timeout);
+        .timeout(timeout);
     if let Some(auth) = &job.authorization {
         req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
     }
