@@ -22,6 +22,9 @@ use crate::queue::{Block, Queue};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A storage's refusals are logged at most this often.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Longest wait between attempts to connect to a storage that refused connections.
+const CONNECT_PROBE: Duration = Duration::from_secs(1);
+
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// The HTTP client for one storage, with its timeout and TLS settings.
@@ -356,7 +359,7 @@ impl Sender {
                     }
                 }
             };
-            let (error, retry_after) = match res {
+            let (error, retry_after, connect_failed) = match res {
                 Ok(resp) if resp.status().is_success() => break Outcome::Sent,
                 Ok(resp) => {
                     let status = resp.status();
@@ -364,12 +367,12 @@ impl Sender {
                     let text = resp.text().await.unwrap_or_default();
                     let reason = one_line(&format!("HTTP {}: {}", status.as_u16(), text.trim()));
                     if status.as_u16() == 429 || status.is_server_error() {
-                        (reason, retry_after)
+                        (reason, retry_after, false)
                     } else {
                         break Outcome::Refused(reason);
                     }
                 }
-                Err(e) => (one_line(&error_chain(&e)), None),
+                Err(e) => (one_line(&error_chain(&e)), None, e.is_connect()),
             };
             c.retries.fetch_add(1, Ordering::Relaxed);
             if !retrying {
@@ -378,9 +381,7 @@ impl Sender {
                 warn!(storage = %self.storage.id, url = %self.storage.redacted_url, error = %error, "sending failed; retrying with backoff");
             }
             c.set_error(error);
-            let wait = retry_after
-                .map(|d| d.min(MAX_RETRY_AFTER))
-                .unwrap_or_else(|| jitter(backoff));
+            let wait = retry_wait(backoff, retry_after, connect_failed);
             backoff = (backoff * 2).min(cfg.max_backoff);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -394,6 +395,22 @@ impl Sender {
             }
         }
         outcome
+    }
+}
+
+/// How long to wait before retrying: `Retry-After` when the storage sent one (capped), else the
+/// jittered backoff. A storage that refused the connection was not reached, so it is probed at
+/// least every [`CONNECT_PROBE`] whatever the backoff: after an outage the backlog starts
+/// draining within a second of the storage coming back, not up to `max_backoff` later.
+fn retry_wait(backoff: Duration, retry_after: Option<Duration>, connect_failed: bool) -> Duration {
+    if let Some(d) = retry_after {
+        return d.min(MAX_RETRY_AFTER);
+    }
+    let wait = jitter(backoff);
+    if connect_failed {
+        wait.min(jitter(CONNECT_PROBE))
+    } else {
+        wait
     }
 }
 
@@ -557,6 +574,32 @@ mod tests {
         assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
         h.insert("retry-after", HeaderValue::from_static("soon"));
         assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_within_a_second_whatever_the_backoff() {
+        for _ in 0..100 {
+            let wait = retry_wait(Duration::from_secs(5), None, true);
+            assert!(wait <= CONNECT_PROBE, "{wait:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_error_waits_the_jittered_backoff() {
+        for _ in 0..100 {
+            let wait = retry_wait(Duration::from_secs(4), None, false);
+            assert!(wait >= Duration::from_secs(2) && wait <= Duration::from_secs(4));
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_and_is_capped() {
+        let seven = Duration::from_secs(7);
+        assert_eq!(retry_wait(Duration::from_secs(1), Some(seven), true), seven);
+        assert_eq!(
+            retry_wait(Duration::ZERO, Some(Duration::from_secs(1 << 20)), false),
+            MAX_RETRY_AFTER
+        );
     }
 
     #[test]
