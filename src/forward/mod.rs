@@ -287,29 +287,16 @@ impl Fanout {
         {
             // Page-cache writes of a small block: cheaper here than handing the block to a
             // blocking thread and back (two thread switches per push).
-            return self
-                .storages
-                .iter()
-                .map(|st| append(st, &block, samples, None))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect();
+            return append_each(&self.storages, &block, samples, &[]);
         }
         let storages = self.storages.clone();
         let parallel = self.parallel_appends && storages.len() > 1;
         let appended = tokio::task::spawn_blocking(move || {
             let relabelled = relabel_for(&storages, &block);
-            let own = |i: usize| relabelled.iter().find(|r| r.0 == i).map(|r| &r.1);
-            // Every storage gets the push even when one fails (collect before looking at errors).
             if !parallel {
-                return storages
-                    .iter()
-                    .enumerate()
-                    .map(|(i, st)| append(st, &block, samples, own(i)))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .collect();
+                return append_each(&storages, &block, samples, &relabelled);
             }
+            let own = |i: usize| relabelled.iter().find(|r| r.0 == i).map(|r| &r.1);
             std::thread::scope(|s| {
                 let handles: Vec<_> = storages
                     .iter()
@@ -414,6 +401,25 @@ fn relabel_for(storages: &[Arc<Storage>], block: &[u8]) -> Vec<(usize, Relabelle
         out.push((i, Some((crate::prompb::compress(&raw), n))));
     }
     out
+}
+
+/// Appends the block to every storage's queue in turn (its relabelled copy where `relabelled`
+/// has one). Every storage gets the push even when one fails: all are tried before the first
+/// error is returned.
+fn append_each(
+    storages: &[Arc<Storage>],
+    block: &[u8],
+    samples: u32,
+    relabelled: &[(usize, Relabelled)],
+) -> Result<(), PushError> {
+    let own = |i: usize| relabelled.iter().find(|r| r.0 == i).map(|r| &r.1);
+    storages
+        .iter()
+        .enumerate()
+        .map(|(i, st)| append(st, block, samples, own(i)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
 }
 
 fn append(

@@ -438,6 +438,11 @@ impl Queue {
         else {
             return true;
         };
+        self.fits_cap(len, max)
+    }
+
+    /// Whether a frame for a block of `len` bytes fits under the cap `max` beside what is pending.
+    fn fits_cap(&self, len: usize, max: u64) -> bool {
         let ack = lock(&self.inner.reader).ack;
         let pending = pending_bytes(&lock(&self.inner.shared).chunks, ack);
         pending + (FRAME_HEADER_LEN + len) as u64 <= max
@@ -451,18 +456,17 @@ impl Queue {
         if self.inner.opts.sync == SyncPolicy::Always {
             return false;
         }
-        let frame_len = (FRAME_HEADER_LEN + len) as u64;
         {
             let w = lock(&self.inner.writer);
+            let frame_len = (FRAME_HEADER_LEN + len) as u64;
             if w.needs_truncate || w.offset + frame_len > self.inner.opts.chunk_bytes {
                 return false;
             }
         }
-        let Some(max) = self.inner.opts.max_bytes else {
-            return true;
-        };
-        let ack = lock(&self.inner.reader).ack;
-        pending_bytes(&lock(&self.inner.shared).chunks, ack) + frame_len <= max
+        self.inner
+            .opts
+            .max_bytes
+            .is_none_or(|max| self.fits_cap(len, max))
     }
 
     /// The next unread block, or `None` when the reader has caught up with the writer. Damaged
