@@ -242,13 +242,9 @@ impl State {
         }
         // Memory handed over for targets that did not come back: they are gone.
         for memory in handed_over.into_values() {
-            let enc = memory.all_stale(now_unix_ms() as i64);
-            if enc.series() > 0 {
-                let body = bytes::Bytes::from(crate::prompb::compress(enc.as_bytes()));
-                let n = u32::try_from(enc.series()).unwrap_or(u32::MAX);
-                if let Err(e) = self.fanout.push(body, n).await {
-                    warn!(error = %e, "stale markers for removed targets could not be queued");
-                }
+            if let Err(e) = scrape_loop::push_all_stale(&self.fanout, &self.metrics, &memory).await
+            {
+                warn!(error = %e, "stale markers for removed targets could not be queued");
             }
         }
         let mut active: Vec<ActiveTarget> = self

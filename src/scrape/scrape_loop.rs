@@ -12,6 +12,7 @@
 //!
 //! Must not: write to queues except through [`Fanout::push`].
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,9 +25,9 @@ use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
 use super::http;
 use super::parse::{Format, Item, Parser, format_from_content_type};
-use super::series::{Added, SeriesOptions, encode_series_labels};
+use super::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
 use super::targets::Target;
-use crate::forward::{Fanout, error_chain};
+use crate::forward::{Fanout, PushError, error_chain};
 use crate::ingest::{IngestMetrics, Source};
 use crate::prompb::{Label, WriteRequestEncoder};
 
@@ -185,9 +186,8 @@ async fn run(
     let mode = *mode.lock().unwrap_or_else(|p| p.into_inner());
     match mode {
         StopMode::Gone => {
-            if !cache.is_empty() {
-                let enc = cache.all_stale(now_ms());
-                send(&job, compress(&enc), enc.series()).await;
+            if let Err(e) = push_all_stale(&job.fanout, &job.metrics, &cache).await {
+                warn!(job = %job.cfg.job_name, error = %e, "stale markers could not be queued");
             }
             ScrapeCache::default()
         }
@@ -207,7 +207,8 @@ struct Scrape {
     error: String,
 }
 
-/// Builds one scrape's batch into `batch` (empty on entry, left empty) and compresses it.
+/// Builds one scrape's batch into `batch` (empty on entry; [`buffers::with_batch`] empties it
+/// after) and compresses it.
 #[allow(clippy::too_many_arguments)]
 fn scrape_batch(
     target: &Target,
@@ -249,15 +250,13 @@ fn scrape_batch(
         ],
     );
     cache.finish(batch, ts);
-    let scrape = Scrape {
+    Scrape {
         block: compress(batch),
         series: batch.series(),
         post,
         duration,
         error,
-    };
-    batch.clear();
-    scrape
+    }
 }
 
 fn compress(batch: &WriteRequestEncoder) -> Bytes {
@@ -420,14 +419,8 @@ pub fn build_batch(
             } => (key, value, timestamp_ms),
             Item::Sample(s) => {
                 let text = TextKey::of_series(s.series);
-                let idx = match cache.lookup(text) {
-                    Some(idx) => idx,
-                    None => {
-                        let kept = encode_series_labels(s.name, s.labels.iter(), opts, &mut labels)
-                            .map_err(|e| e.to_string())?;
-                        cache.insert(text, kept.then_some(&labels[..]))
-                    }
-                };
+                let idx = entry(cache, text, s.name, s.labels.iter(), opts, &mut labels)
+                    .map_err(|e| e.to_string())?;
                 (idx, s.value, s.timestamp_ms)
             }
         };
@@ -465,27 +458,62 @@ fn report(
     let mut labels = Vec::new();
     for (name, value) in values {
         let text = TextKey::of_report(name);
-        let idx = match cache.lookup(text) {
-            Some(idx) => idx,
-            // Cannot fail: no scraped labels, no relabeling, no limit.
-            None => match encode_series_labels(name, std::iter::empty(), &opts, &mut labels) {
-                Ok(true) => cache.insert(text, Some(&labels[..])),
-                _ => continue,
-            },
-        };
-        cache.write(idx, value, ts, batch);
+        // Cannot fail: no scraped labels, no relabeling, no limit.
+        if let Ok(idx) = entry(cache, text, name, std::iter::empty(), &opts, &mut labels) {
+            cache.write(idx, value, ts, batch);
+        }
     }
 }
 
+/// The cache's entry for a series text, its labels computed (into `scratch`) the first time.
+fn entry<'a, I>(
+    cache: &mut ScrapeCache,
+    text: TextKey,
+    name: &'a str,
+    labels: I,
+    opts: &SeriesOptions<'a>,
+    scratch: &mut Vec<u8>,
+) -> Result<u32, SeriesError>
+where
+    I: IntoIterator<Item = (&'a str, Cow<'a, str>)>,
+{
+    if let Some(idx) = cache.lookup(text) {
+        return Ok(idx);
+    }
+    let kept = encode_series_labels(name, labels, opts, scratch)?;
+    Ok(cache.insert(text, kept.then_some(&scratch[..])))
+}
+
 async fn send(job: &JobRuntime, block: Bytes, series: usize) {
+    if let Err(e) = push(&job.fanout, &job.metrics, block, series).await {
+        warn!(job = %job.cfg.job_name, error = %e, "scraped samples could not be queued");
+    }
+}
+
+/// Queues one compressed batch of `series` series and counts them as scraped samples.
+async fn push(
+    fanout: &Fanout,
+    metrics: &IngestMetrics,
+    block: Bytes,
+    series: usize,
+) -> Result<(), PushError> {
     if series == 0 {
-        return;
+        return Ok(());
     }
     let samples = u32::try_from(series).unwrap_or(u32::MAX);
-    match job.fanout.push(block, samples).await {
-        Ok(()) => job.metrics.accepted(Source::Scrape, series as u64),
-        Err(e) => warn!(job = %job.cfg.job_name, error = %e, "scraped samples could not be queued"),
-    }
+    fanout.push(block, samples).await?;
+    metrics.accepted(Source::Scrape, series as u64);
+    Ok(())
+}
+
+/// Queues stale markers for every series of a gone target's last batch (`cache`).
+pub async fn push_all_stale(
+    fanout: &Fanout,
+    metrics: &IngestMetrics,
+    cache: &ScrapeCache,
+) -> Result<(), PushError> {
+    let enc = cache.all_stale(now_ms());
+    push(fanout, metrics, compress(&enc), enc.series()).await
 }
 
 /// Buffers shared by all loops instead of kept per target: a scrape needs its body only until
