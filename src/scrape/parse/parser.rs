@@ -137,10 +137,12 @@ impl<'a> Parser<'a> {
     /// A sample line whose series `known` recognises, with its value and timestamp; `None` for
     /// anything else, left to the full path.
     #[inline]
+    /// `i` is where the line's first token starts, and is not a `#`.
     fn known_sample<K>(
         &self,
         start: usize,
         end: usize,
+        i: usize,
         known: &mut impl FnMut(&'a str) -> Option<K>,
     ) -> Option<Step<'a, K>> {
         if self.validator.is_some() || end > self.valid.len() {
@@ -149,10 +151,6 @@ impl<'a> Parser<'a> {
         let b = &self.body[start..end];
         let line = &self.valid[start..end];
         let text = self.format == Format::PrometheusText;
-        let i = if text { skip_blanks(b, 0) } else { 0 };
-        if matches!(b.get(i), None | Some(b'#')) {
-            return None;
-        }
         let series_end = match memchr(b'}', &b[i..]) {
             Some(p) => i + p + 1,
             None if text => blank_or_end(b, i),
@@ -191,19 +189,27 @@ impl<'a> Parser<'a> {
             let end = memchr(b'\n', &self.body[start..]).map_or(self.body.len(), |p| start + p);
             self.pos = end + 1;
             self.line += 1;
-            if let Some(item) = self.known_sample(start, end, known) {
-                return Ok(Some(item));
-            }
-            if SAMPLES_ONLY && self.format == Format::PrometheusText && self.validator.is_none() {
-                let b = &self.body[start..end];
-                let i = skip_blanks(b, 0);
-                if b.get(i) == Some(&b'#') {
-                    self.check_text_comment(start, end, i + 1)?;
+            let text = self.format == Format::PrometheusText;
+            // Where the first token starts (the text format allows blanks before it).
+            let lead = if text {
+                skip_blanks(&self.body[start..end], 0)
+            } else {
+                0
+            };
+            match self.body[start..end].get(lead) {
+                Some(b'#') if SAMPLES_ONLY && text && self.validator.is_none() => {
+                    self.check_text_comment(start, end, lead + 1)?;
                     continue;
                 }
+                Some(&c) if c != b'#' => {
+                    if let Some(item) = self.known_sample(start, end, lead, known) {
+                        return Ok(Some(item));
+                    }
+                }
+                _ => {}
             }
             let entry = match self.format {
-                Format::PrometheusText => match self.text_line(start, end)? {
+                Format::PrometheusText => match self.text_line(start, end, lead)? {
                     Some(entry) => entry,
                     None => continue,
                 },
@@ -235,10 +241,14 @@ impl<'a> Parser<'a> {
         ParseError::at(self.line, what, &self.body[start..end])
     }
 
-    /// A text-format line; `None` for a blank one.
-    fn text_line(&self, start: usize, end: usize) -> Result<Option<Entry<'a>>, ParseError> {
+    /// A text-format line whose first token starts at `i`; `None` for a blank one.
+    fn text_line(
+        &self,
+        start: usize,
+        end: usize,
+        i: usize,
+    ) -> Result<Option<Entry<'a>>, ParseError> {
         let b = &self.body[start..end];
-        let i = skip_blanks(b, 0);
         match b.get(i) {
             None => Ok(None),
             Some(b'#') => self.text_comment(start, end, i + 1).map(Some),
