@@ -11,7 +11,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::Range;
 
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::xxh3_64;
@@ -96,8 +95,8 @@ pub(crate) type HashKeyed<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Ke
 #[derive(Debug, Default)]
 pub struct SeriesBuilder {
     enc: WriteRequestEncoder,
-    /// Series of this batch: hash of the encoded labels -> where those bytes are.
-    keys: HashKeyed<u64, Range<usize>>,
+    /// Series of this batch, by the hash of their encoded labels.
+    keys: std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>,
     /// The labels of the series being added, encoded.
     scratch: Vec<u8>,
 }
@@ -133,12 +132,10 @@ impl SeriesBuilder {
             return Ok(Added::Relabeled);
         }
         let key = xxh3_64(&self.scratch);
-        if self.keys.contains_key(&key) {
+        if !self.keys.insert(key) {
             return Ok(Added::Duplicate);
         }
-        let start = self.enc.as_bytes().len();
         self.enc.push_raw_labels(&self.scratch, value, timestamp_ms);
-        self.keys.insert(key, start..start + self.scratch.len());
         Ok(Added::Series)
     }
 }
