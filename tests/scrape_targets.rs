@@ -15,7 +15,7 @@ use common::scrape::{
     Job, RelayScrape, ScrapeConfig, ScrapingRelay, TargetServer, export_until, file_sd_json,
     is_stale_marker, summary,
 };
-use common::{EVENTUALLY_TIMEOUT, Peers, Series, eventually};
+use common::{EVENTUALLY_TIMEOUT, NodeExporter, Peers, Series, VictoriaMetrics, eventually};
 
 /// A fake storage, and a relay that scrapes what `config` says and forwards it there.
 async fn scraping_into_fake_storage(config: &ScrapeConfig) -> (FakeStorage, Relay) {
@@ -54,6 +54,22 @@ async fn storage_until(
     .await
 }
 
+/// Real VictoriaMetrics and node_exporter, and a relay scraping the one (job `node`) into the
+/// other. The config and relay must be kept alive for the test.
+async fn node_exporter_into_victoria_metrics()
+-> (VictoriaMetrics, NodeExporter, ScrapeConfig, Relay) {
+    let (vm, node) = tokio::join!(
+        Peers::victoria_metrics().start(),
+        Peers::node_exporter().start()
+    );
+    let config = ScrapeConfig::new(&[Job::new("node").target(node.target())]);
+    let relay = Relay::with_storages(&[vm.remote_write_url()])
+        .scraping(&config)
+        .start()
+        .await;
+    (vm, node, config, relay)
+}
+
 fn ends_stale(series: &Series) -> bool {
     series
         .samples
@@ -67,15 +83,7 @@ fn has_stale_marker(series: &Series) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_exporter_scraped_through_relay_arrives_in_victoria_metrics_with_job_and_instance() {
-    let (vm, node) = tokio::join!(
-        Peers::victoria_metrics().start(),
-        Peers::node_exporter().start()
-    );
-    let config = ScrapeConfig::new(&[Job::new("node").target(node.target())]);
-    let _relay = Relay::with_storages(&[vm.remote_write_url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (vm, node, _config, _relay) = node_exporter_into_victoria_metrics().await;
 
     let up = vm.export_at_least(r#"up{job="node"}"#, 2).await;
     let node_series = vm.export_at_least(r#"{__name__=~"node_.*"}"#, 100).await;
@@ -118,15 +126,7 @@ async fn node_exporter_scraped_through_relay_arrives_in_victoria_metrics_with_jo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_exporter_gives_up_zero_and_stale_markers() {
-    let (vm, mut node) = tokio::join!(
-        Peers::victoria_metrics().start(),
-        Peers::node_exporter().start()
-    );
-    let config = ScrapeConfig::new(&[Job::new("node").target(node.target())]);
-    let _relay = Relay::with_storages(&[vm.remote_write_url()])
-        .scraping(&config)
-        .start()
-        .await;
+    let (vm, mut node, _config, _relay) = node_exporter_into_victoria_metrics().await;
     vm.export_at_least(r#"up{job="node"}"#, 2).await;
 
     node.stop().await;

@@ -877,6 +877,28 @@ impl NodeExporter {
     }
 }
 
+/// Serves `router` on `listener` in a task until the returned sender is used or dropped; `what`
+/// names the server in the panic if serving fails.
+pub fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    what: &'static str,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap_or_else(|e| panic!("serve the {what}: {e}"));
+    });
+    (shutdown, server)
+}
+
 /// The relay under test, the fake storage and pushes of known series.
 pub mod relay;
 

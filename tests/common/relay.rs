@@ -806,16 +806,7 @@ impl FakeStorage {
             .route("/api/v1/write", post(receive))
             .layer(DefaultBodyLimit::max(FAKE_STORAGE_MAX_BODY))
             .with_state(Arc::clone(&self.shared));
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve the fake storage");
-        });
-        self.server = Some((shutdown, server));
+        self.server = Some(super::serve_until_stopped(listener, router, "fake storage"));
     }
 }
 

@@ -40,7 +40,8 @@ use tokio::task::JoinHandle;
 
 use super::relay::{Relay, RelayBuilder};
 use super::{
-    EVENTUALLY_TIMEOUT, Labels, VictoriaMetrics, eventually, log_tail, send_signal, spawn_logged,
+    EVENTUALLY_TIMEOUT, Labels, VictoriaMetrics, eventually, log_tail, send_signal,
+    serve_until_stopped, spawn_logged,
 };
 
 /// The value Prometheus writes to mark a series stale: a NaN with exactly these bits.
@@ -95,15 +96,7 @@ impl TargetServer {
             let router = Router::new()
                 .route("/metrics", get(serve_exposition))
                 .with_state((Arc::clone(&shared), index));
-            let (shutdown, stopped) = oneshot::channel::<()>();
-            let server = tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("serve the scrape target");
-            });
+            let (shutdown, server) = serve_until_stopped(listener, router, "scrape target");
             servers.push(Listening { shutdown, server });
         }
         TargetServer {
