@@ -1,0 +1,267 @@
+//! The writing side: append with group commit, the size cap (drop oldest or refuse), rollover to a
+//! new chunk file, and creating chunk files.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::warn;
+
+use super::error::io_err;
+use super::io::Io;
+use super::{
+    CHUNK_HEADER_LEN, ChunkMeta, FRAME_HEADER_LEN, FullPolicy, Inner, Pos, QueueError, SyncPolicy,
+    format, ledger::pending_bytes, lock, now_ms,
+};
+
+pub(super) struct Writer {
+    pub(super) chunk: u64,
+    pub(super) file: Arc<File>,
+    pub(super) path: PathBuf,
+    pub(super) offset: u64,
+    /// Appends so far; group commit waits until `synced >= ` an append's number.
+    pub(super) appends: u64,
+    /// The last write failed and the file could not be cut back yet.
+    pub(super) needs_truncate: bool,
+    pub(super) buf: Vec<u8>,
+}
+
+#[derive(Default)]
+pub(super) struct SyncState {
+    pub(super) synced: u64,
+    pub(super) failed_through: u64,
+    pub(super) in_progress: bool,
+}
+
+impl Inner {
+    pub(super) fn append(&self, payload: &[u8], count: u32) -> Result<u64, QueueError> {
+        if payload.len() > self.opts.max_block_bytes as usize {
+            return Err(QueueError::BlockTooLarge {
+                len: payload.len(),
+                max: self.opts.max_block_bytes,
+            });
+        }
+        let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
+        let mut w = lock(&self.writer);
+        if w.needs_truncate {
+            let (file, path, offset) = (Arc::clone(&w.file), w.path.clone(), w.offset);
+            file.set_len(offset)
+                .map_err(|e| self.write_failed("cut back", &path, e))?;
+            w.needs_truncate = false;
+        }
+        self.make_room(frame_len)?;
+        if w.offset > CHUNK_HEADER_LEN && w.offset + frame_len > self.opts.chunk_bytes {
+            self.rollover(&mut w)?;
+        }
+        let chunk = w.chunk;
+        let offset = w.offset;
+        let mut buf = std::mem::take(&mut w.buf);
+        format::encode_frame(&mut buf, chunk, payload, count, now_ms());
+        let res = self.io.write_all_at(&w.file, &w.path, offset, &buf);
+        w.buf = buf;
+        if let Err(e) = res {
+            // Cut the torn bytes off so nothing half-written is ever read; if even that fails,
+            // the next append tries again before writing.
+            w.needs_truncate = w.file.set_len(offset).is_err();
+            return Err(self.write_failed("write", &w.path, e));
+        }
+        w.offset += frame_len;
+        w.appends += 1;
+        let n = w.appends;
+        let mut s = lock(&self.shared);
+        if let Some(m) = s.chunks.get_mut(&chunk) {
+            m.end = w.offset;
+            m.blocks += 1;
+            m.items += u64::from(count);
+        }
+        s.stats.appended_blocks += 1;
+        s.stats.appended_bytes += payload.len() as u64;
+        Ok(n)
+    }
+
+    pub(super) fn write_failed(
+        &self,
+        op: &'static str,
+        path: &Path,
+        e: std::io::Error,
+    ) -> QueueError {
+        lock(&self.shared).stats.write_errors += 1;
+        io_err(op, path)(e)
+    }
+
+    /// Enforces the size cap before a frame of `frame_len` bytes is written. Called with the
+    /// writer lock held.
+    pub(super) fn make_room(&self, frame_len: u64) -> Result<(), QueueError> {
+        let Some(max) = self.opts.max_bytes else {
+            return Ok(());
+        };
+        let mut r = lock(&self.reader);
+        let mut s = lock(&self.shared);
+        let mut pending = pending_bytes(&s.chunks, r.ack);
+        if pending + frame_len <= max {
+            return Ok(());
+        }
+        if self.opts.full_policy == FullPolicy::Reject {
+            return Err(QueueError::Full {
+                pending_bytes: pending,
+                max_bytes: max,
+            });
+        }
+        let mut dropped_any = false;
+        while pending + frame_len > max {
+            // Only sealed chunks are dropped; the head keeps the newest data (it is at most one
+            // chunk, an eighth of the cap).
+            let Some((&oldest, _)) = s.chunks.range(r.ack.chunk..).next() else {
+                break;
+            };
+            let Some((&next, _)) = s.chunks.range(oldest + 1..).next() else {
+                break;
+            };
+            let m = s.chunks.get(&oldest).cloned().unwrap_or_default();
+            let start = if oldest == r.ack.chunk {
+                r.ack.offset
+            } else {
+                CHUNK_HEADER_LEN
+            };
+            let st = &mut s.stats;
+            st.dropped_blocks += m.blocks.saturating_sub(m.acked_blocks);
+            st.dropped_items += m.items.saturating_sub(m.acked_items);
+            st.dropped_bytes += m.end.saturating_sub(start);
+            if let Some(m) = s.chunks.get_mut(&oldest) {
+                m.acked_blocks = m.blocks;
+                m.acked_items = m.items;
+            }
+            let to = Pos {
+                chunk: next,
+                offset: CHUNK_HEADER_LEN,
+            };
+            r.ack = to;
+            r.inflight.retain(|f| f.start >= to);
+            if r.read < to {
+                r.read = to;
+                r.file = None;
+            }
+            pending = pending_bytes(&s.chunks, r.ack);
+            dropped_any = true;
+        }
+        if dropped_any {
+            warn!(dir = %self.dir.display(), "queue at its size cap: dropped the oldest chunk files");
+            drop(s);
+            self.persist_and_delete(&mut r)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the head chunk and starts the next one. Called with the writer lock held.
+    pub(super) fn rollover(&self, w: &mut Writer) -> Result<(), QueueError> {
+        if self.opts.sync != SyncPolicy::Never {
+            if let Err(e) = self.io.sync(&w.file, &w.path) {
+                lock(&self.shared).stats.sync_errors += 1;
+                return Err(io_err("fsync", &w.path)(e));
+            }
+            let mut st = lock(&self.sync);
+            st.synced = st.synced.max(w.appends);
+        }
+        let chunk = w.chunk + 1;
+        let (file, path) = create_chunk(&self.dir, &self.io, chunk, self.opts.sync)
+            .inspect_err(|_| lock(&self.shared).stats.write_errors += 1)?;
+        w.chunk = chunk;
+        w.file = Arc::new(file);
+        w.path = path;
+        w.offset = CHUNK_HEADER_LEN;
+        lock(&self.shared).chunks.insert(
+            chunk,
+            ChunkMeta {
+                end: CHUNK_HEADER_LEN,
+                ..ChunkMeta::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Waits until an fsync covers append number `n` (group commit).
+    pub(super) fn sync_through(&self, n: u64) -> Result<(), QueueError> {
+        let mut st = lock(&self.sync);
+        loop {
+            if n <= st.failed_through && n > st.synced {
+                return Err(self.sync_failed_error());
+            }
+            if st.synced >= n {
+                return Ok(());
+            }
+            if !st.in_progress {
+                break;
+            }
+            st = self.sync_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.in_progress = true;
+        drop(st);
+        let (file, path, upto) = {
+            let w = lock(&self.writer);
+            (Arc::clone(&w.file), w.path.clone(), w.appends)
+        };
+        let res = self.io.sync(&file, &path);
+        let mut st = lock(&self.sync);
+        st.in_progress = false;
+        let out = match res {
+            Ok(()) => {
+                st.synced = st.synced.max(upto);
+                Ok(())
+            }
+            Err(e) => {
+                // The pages this fsync covered are in doubt; a later fsync "succeeding" proves
+                // nothing about them, so every append up to here reports the failure.
+                st.failed_through = st.failed_through.max(upto);
+                Err(io_err("fsync", &path)(e))
+            }
+        };
+        drop(st);
+        self.sync_cv.notify_all();
+        if out.is_err() {
+            lock(&self.shared).stats.sync_errors += 1;
+        }
+        out
+    }
+
+    pub(super) fn sync_failed_error(&self) -> QueueError {
+        let path = lock(&self.writer).path.clone();
+        QueueError::Io {
+            op: "fsync",
+            path,
+            source: std::io::Error::other("an earlier fsync covering this block failed"),
+        }
+    }
+}
+
+pub(super) fn create_chunk(
+    dir: &Path,
+    io: &Io,
+    chunk: u64,
+    sync: SyncPolicy,
+) -> Result<(File, PathBuf), QueueError> {
+    let path = dir.join(format::chunk_file_name(chunk));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io_err("create", &path))?;
+    let header = format::encode_chunk_header(chunk, now_ms());
+    let written = io
+        .write_all_at(&file, &path, 0, &header)
+        .map_err(io_err("write", &path))
+        .and_then(|()| {
+            if sync != SyncPolicy::Never {
+                io.sync(&file, &path).map_err(io_err("fsync", &path))?;
+                io.sync_dir(dir).map_err(io_err("fsync", dir))?;
+            }
+            Ok(())
+        });
+    if let Err(e) = written {
+        // Leave no half-made chunk behind, or the next rollover would find its name taken.
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok((file, path))
+}
