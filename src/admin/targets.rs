@@ -1,184 +1,202 @@
 //! `GET /targets`: the scraper's targets grouped by job, with health, last scrape, duration and
 //! error, a filter box, and the dropped targets with their reason. Rendered on the server; the same
 //! self-contained style as the status page.
+//!
+//! Like the status page it is a `maud` template: labels, URLs and error texts (which come from
+//! discovery and from the targets themselves) are escaped wherever they go, attributes included.
 
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::page::escape;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use url::Url;
+
+use super::page::age;
 use crate::prompb::Label;
 use crate::scrape::manager::TargetsView;
-use crate::scrape::scrape_loop::Health;
+use crate::scrape::scrape_loop::{Health, TargetHealth};
 
-const CSS: &str = include_str!("page.css");
+/// Our own files, inlined as they are: the only markup on the page that is not escaped.
+const CSS: PreEscaped<&str> = PreEscaped(include_str!("page.css"));
 
 /// Filters rows by the text typed (matches labels, URL and error), without a round trip.
-const FILTER_JS: &str = r#"
+const FILTER_JS: PreEscaped<&str> = PreEscaped(
+    r#"
 document.getElementById('filter').addEventListener('input', function (e) {
   var q = e.target.value.toLowerCase();
   document.querySelectorAll('tr[data-text]').forEach(function (row) {
     row.style.display = row.getAttribute('data-text').indexOf(q) >= 0 ? '' : 'none';
   });
 });
-"#;
+"#,
+);
 
-fn labels_text(out: &mut String, labels: &[Label]) {
+/// `a="1", b="2"`, as plain text (the template escapes it where it goes).
+fn labels_text(labels: &[Label]) -> String {
+    let mut out = String::new();
     for (i, l) in labels.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        escape(out, &l.name);
+        out.push_str(&l.name);
         out.push_str("=\"");
-        escape(out, &l.value);
+        out.push_str(&l.value);
         out.push('"');
     }
+    out
 }
 
-fn ago(now_ms: u64, then_ms: u64) -> String {
-    let s = now_ms.saturating_sub(then_ms) / 1000;
-    if s < 60 {
-        format!("{s}s ago")
-    } else if s < 3600 {
-        format!("{}m{}s ago", s / 60, s % 60)
-    } else {
-        format!("{}h{}m ago", s / 3600, (s % 3600) / 60)
-    }
+/// What the filter box matches a row against: all its words, lowercased.
+fn filter_text(parts: &[&str]) -> String {
+    parts.join(" ").to_lowercase()
 }
 
 /// The whole page; `None` view means scraping is not configured.
 pub fn render(view: Option<&TargetsView>) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0);
-    let mut out = String::with_capacity(CSS.len() + 4096);
-    out.push_str(
-        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>promrelay targets</title>\n<style>\n",
-    );
-    out.push_str(CSS);
-    out.push_str(
-        "</style>\n</head>\n<body>\n<header><h1>Targets</h1><nav><a href=\"./\">status</a>\
-         <a href=\"api/v1/targets\">targets (JSON)</a></nav></header>\n<main>\n",
-    );
-    let Some(view) = view else {
-        out.push_str(
-            "<p class=\"meta\">Scraping is off: start promrelay with <code>--scrape-config \
-             FILE</code> to scrape targets.</p>\n</main>\n</body>\n</html>\n",
-        );
-        return out;
-    };
-    let up = view
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "promrelay targets" }
+                style { (CSS) }
+            }
+            body {
+                header {
+                    h1 { "Targets" }
+                    nav {
+                        a href="./" { "status" }
+                        a href="api/v1/targets" { "targets (JSON)" }
+                    }
+                }
+                main {
+                    @match view {
+                        None => p .meta {
+                            "Scraping is off: start promrelay with "
+                            code { "--scrape-config FILE" } " to scrape targets."
+                        },
+                        Some(view) => (targets(view, now)),
+                    }
+                }
+                @if view.is_some() {
+                    script { (FILTER_JS) }
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+fn targets(view: &TargetsView, now_ms: u64) -> Markup {
+    let healths: Vec<TargetHealth> = view
         .active
         .iter()
-        .filter(|a| {
-            a.health
-                .lock()
-                .map(|h| h.health == Health::Up)
-                .unwrap_or(false)
-        })
-        .count();
-    let _ = writeln!(
-        out,
-        "<p class=\"meta\">{} active targets ({} up), {} dropped.</p>\n\
-         <input id=\"filter\" type=\"search\" placeholder=\"Filter by label, URL or error\" \
-         style=\"width:100%;max-width:480px;padding:6px 8px;margin-bottom:8px\">",
-        view.active.len(),
-        up,
-        view.dropped.len()
-    );
+        .map(|a| a.health.lock().map(|h| h.clone()).unwrap_or_default())
+        .collect();
+    let up = healths.iter().filter(|h| h.health == Health::Up).count();
     let mut jobs: Vec<&str> = view.active.iter().map(|a| a.target.job.as_str()).collect();
     jobs.dedup();
-    for job in jobs {
-        let targets: Vec<_> = view.active.iter().filter(|a| a.target.job == job).collect();
-        out.push_str("<h2>");
-        escape(&mut out, job);
-        let _ = writeln!(
-            out,
-            " <span class=\"muted\">({})</span></h2>",
-            targets.len()
-        );
-        out.push_str(
-            "<div class=\"table-scroll\"><table><thead><tr><th>Endpoint</th><th>State</th>\
-             <th>Labels</th><th>Last scrape</th><th class=\"num\">Duration</th>\
-             <th class=\"num\">Samples</th><th>Error</th></tr></thead><tbody>\n",
-        );
-        for a in targets {
-            let h = a.health.lock().map(|h| h.clone()).unwrap_or_default();
-            let t = &a.target;
-            let mut text = String::new();
-            labels_text(&mut text, &t.labels);
-            text.push(' ');
-            escape(&mut text, t.scrape_url.as_str());
-            text.push(' ');
-            escape(&mut text, &h.last_error);
-            out.push_str("<tr data-text=\"");
-            out.push_str(&text.to_lowercase());
-            out.push_str("\"><td><a href=\"");
-            escape(&mut out, t.scrape_url.as_str());
-            out.push_str("\">");
-            escape(&mut out, t.scrape_url.as_str());
-            let (class, word) = match h.health {
-                Health::Up => ("ok", "up"),
-                Health::Down => ("dropping", "down"),
-                Health::Unknown => ("retrying", "unknown"),
-            };
-            let _ = write!(
-                out,
-                "</a></td><td><span class=\"state {class}\">{word}</span></td><td class=\"sub\">"
-            );
-            labels_text(&mut out, &t.labels);
-            out.push_str("</td><td>");
-            match h.last_scrape_unix_ms {
-                Some(ms) => out.push_str(&ago(now, ms)),
-                None => out.push_str("never"),
+    html! {
+        p .meta {
+            (view.active.len()) " active targets (" (up) " up), "
+            (view.dropped.len()) " dropped."
+        }
+        input #filter type="search" placeholder="Filter by label, URL or error"
+            style="width:100%;max-width:480px;padding:6px 8px;margin-bottom:8px";
+        @for job in jobs {
+            @let rows: Vec<usize> = (0..view.active.len())
+                .filter(|&i| view.active[i].target.job == job)
+                .collect();
+            h2 { (job) " " span .muted { "(" (rows.len()) ")" } }
+            div .table-scroll {
+                table {
+                    thead {
+                        tr {
+                            th { "Endpoint" }
+                            th { "State" }
+                            th { "Labels" }
+                            th { "Last scrape" }
+                            th .num { "Duration" }
+                            th .num { "Samples" }
+                            th { "Error" }
+                        }
+                    }
+                    tbody {
+                        @for i in rows {
+                            @let t = &view.active[i].target;
+                            (target_row(&t.labels, &t.scrape_url, &healths[i], now_ms))
+                        }
+                    }
+                }
             }
-            let _ = write!(
-                out,
-                "</td><td class=\"num\">{:.3}s</td><td class=\"num\">{}</td><td>",
-                h.last_scrape_duration.as_secs_f64(),
-                h.last_samples
-            );
-            escape(&mut out, &h.last_error);
-            out.push_str("</td></tr>\n");
         }
-        out.push_str("</tbody></table></div>\n");
-    }
-    if !view.dropped.is_empty() {
-        let _ = writeln!(
-            out,
-            "<h2>Dropped <span class=\"muted\">({})</span></h2>\n<div class=\"table-scroll\">\
-             <table><thead><tr><th>Job</th><th>Discovered labels</th><th>Reason</th></tr>\
-             </thead><tbody>",
-            view.dropped.len()
-        );
-        for d in &view.dropped {
-            let mut text = String::new();
-            labels_text(&mut text, &d.discovered_labels);
-            text.push(' ');
-            escape(&mut text, &d.reason.to_string());
-            out.push_str("<tr data-text=\"");
-            out.push_str(&text.to_lowercase());
-            out.push_str("\"><td>");
-            escape(&mut out, &d.job);
-            out.push_str("</td><td class=\"sub\">");
-            labels_text(&mut out, &d.discovered_labels);
-            out.push_str("</td><td>");
-            escape(&mut out, &d.reason.to_string());
-            out.push_str("</td></tr>\n");
+        @if !view.dropped.is_empty() {
+            h2 { "Dropped " span .muted { "(" (view.dropped.len()) ")" } }
+            div .table-scroll {
+                table {
+                    thead { tr { th { "Job" } th { "Discovered labels" } th { "Reason" } } }
+                    tbody {
+                        @for d in &view.dropped {
+                            @let labels = labels_text(&d.discovered_labels);
+                            @let reason = d.reason.to_string();
+                            tr data-text=(filter_text(&[&labels, &reason])) {
+                                td { (d.job) }
+                                td .sub { (labels) }
+                                td { (reason) }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        out.push_str("</tbody></table></div>\n");
     }
-    out.push_str("</main>\n<script>\n");
-    out.push_str(FILTER_JS);
-    out.push_str("</script>\n</body>\n</html>\n");
-    out
+}
+
+/// One active target's row.
+fn target_row(labels: &[Label], url: &Url, h: &TargetHealth, now_ms: u64) -> Markup {
+    let labels = labels_text(labels);
+    let (class, word) = match h.health {
+        Health::Up => ("ok", "up"),
+        Health::Down => ("dropping", "down"),
+        Health::Unknown => ("retrying", "unknown"),
+    };
+    html! {
+        tr data-text=(filter_text(&[&labels, url.as_str(), &h.last_error])) {
+            td { a href=(url) { (url) } }
+            td { span class={ "state " (class) } { (word) } }
+            td .sub { (labels) }
+            td {
+                @match h.last_scrape_unix_ms {
+                    Some(ms) => { (age(now_ms.saturating_sub(ms) as f64 / 1000.0)) " ago" },
+                    None => "never",
+                }
+            }
+            td .num { (format!("{:.3}", h.last_scrape_duration.as_secs_f64())) "s" }
+            td .num { (h.last_samples) }
+            td { (h.last_error) }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::scrape::targets::{DropReason, DroppedTarget};
+
+    const HOSTILE: &str = "<script>alert(1)</script>\" onclick=\"x";
+
+    fn label(name: &str, value: &str) -> Label {
+        Label {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        }
+    }
 
     #[test]
     fn page_without_scraping_says_how_to_turn_it_on() {
@@ -191,5 +209,55 @@ mod tests {
         let html = render(Some(&TargetsView::default()));
         assert!(html.contains("0 active targets (0 up), 0 dropped."));
         assert!(html.contains("id=\"filter\""));
+    }
+
+    #[test]
+    fn target_labels_and_scrape_errors_are_escaped_in_text_and_attributes() {
+        let url = Url::parse("http://127.0.0.1:9100/metrics?q=\"<b>").expect("a valid URL");
+        let health = TargetHealth {
+            health: Health::Down,
+            last_scrape_unix_ms: Some(1_000),
+            last_scrape_duration: Duration::from_millis(12),
+            last_error: HOSTILE.to_owned(),
+            last_samples: 0,
+        };
+        let row = target_row(&[label("team", HOSTILE)], &url, &health, 61_000).into_string();
+        assert!(!row.contains("<script"), "{row}");
+        assert!(!row.contains("\" onclick"), "{row}");
+        assert!(
+            row.contains(
+                "<td class=\"sub\">team=&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot; onclick=&quot;x&quot;</td>"
+            ),
+            "label text: {row}"
+        );
+        assert!(
+            row.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;&quot; onclick=&quot;x</td>"),
+            "error text: {row}"
+        );
+        // The filter attribute holds the quote of `team="..."` escaped, so it stays one attribute.
+        assert!(
+            row.starts_with("<tr data-text=\"team=&quot;&lt;script&gt;"),
+            "{row}"
+        );
+        assert!(row.contains("1m00s ago"), "{row}");
+    }
+
+    #[test]
+    fn dropped_target_labels_and_job_are_escaped() {
+        let view = TargetsView {
+            active: Vec::new(),
+            dropped: vec![DroppedTarget {
+                job: HOSTILE.to_owned(),
+                discovered_labels: vec![label("__address__", HOSTILE)],
+                reason: DropReason::Relabeling,
+            }],
+        };
+        let html = render(Some(&view));
+        // The page's own filter script is the only one.
+        assert_eq!(html.matches("<script").count(), 1, "{html}");
+        assert!(!html.contains("\" onclick"), "{html}");
+        assert!(
+            html.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;&quot; onclick=&quot;x</td>")
+        );
     }
 }

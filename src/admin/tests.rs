@@ -437,12 +437,26 @@ async fn page(storages: Vec<StorageStatus>) -> String {
 async fn status_page_escapes_error_text() {
     let body = page(mixed()).await;
     assert!(!body.contains("<img"), "{body}");
+    // A single quote needs no escape: every attribute the template writes is double-quoted.
     assert!(
-        body.contains(
-            "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot; &#39;single&#39;"
-        ),
+        body.contains("&lt;img src=x onerror=alert(1)&gt; &amp; &quot;quoted&quot; 'single'"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn status_page_escapes_a_script_in_a_storage_error_in_text_and_title() {
+    let mut s = storage("vm-a1b2");
+    s.last_error = Some("<script>alert(1)</script>\" onmouseover=\"alert(2)".to_owned());
+    let body = page(vec![s]).await;
+    let escaped = "&lt;script&gt;alert(1)&lt;/script&gt;&quot; onmouseover=&quot;alert(2)";
+    assert!(
+        body.contains(&format!("title=\"{escaped}\">{escaped}</div>")),
+        "{body}"
+    );
+    assert!(!body.contains("\" onmouseover"), "{body}");
+    // The page's own script is the only one.
+    assert_eq!(body.matches("<script").count(), 1);
 }
 
 #[tokio::test]
