@@ -5,8 +5,10 @@
 //! port-0 listener: there is no test-only server path.
 //!
 //! # Guarantees
-//! - The HTTP listener answers (`/-/healthy`) at once; `/-/ready` and pushes wait until every queue
-//!   is open (opening scans the newest chunk of each queue).
+//! - The HTTP listener answers (`/-/healthy`) at once; `/-/ready` answers 503 until every queue is
+//!   open (opening scans the newest chunk of each queue). A push that arrives meanwhile waits for
+//!   the queues, up to [`ingest::OPEN_WAIT`], and is then queued as usual; only if they are still
+//!   not open by then does it get 503 with `Retry-After`.
 //! - Shutdown: stop accepting, let requests in progress finish, stop the senders (a send in flight
 //!   gets a few seconds), then flush every queue (fsync + position) before returning.
 
@@ -20,7 +22,7 @@ use tracing::info;
 use crate::admin::{self, StatusSource};
 use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
-use crate::ingest::{self, IngestMetrics, IngestSnapshot, IngestState};
+use crate::ingest::{self, FanoutSlot, IngestMetrics, IngestSnapshot, IngestState};
 use crate::scrape::manager::{Scraper, ScraperError, TargetsView};
 
 /// Errors that stop the application.
@@ -41,7 +43,7 @@ pub enum ServerError {
 }
 
 struct App {
-    fanout: Arc<OnceLock<Arc<Fanout>>>,
+    fanout: Arc<FanoutSlot>,
     metrics: Arc<IngestMetrics>,
     scraper: OnceLock<Arc<Scraper>>,
 }
@@ -83,12 +85,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let app = Arc::new(App {
-        fanout: Arc::new(OnceLock::new()),
+        fanout: Arc::new(FanoutSlot::default()),
         metrics: Arc::new(IngestMetrics::default()),
         scraper: OnceLock::new(),
     });
     let ingest_state = Arc::new(IngestState {
         fanout: Arc::clone(&app.fanout),
+        open_wait: ingest::OPEN_WAIT,
         metrics: Arc::clone(&app.metrics),
         max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
     });
@@ -128,7 +131,7 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    let _ = app.fanout.set(Arc::clone(&fanout));
+    app.fanout.set(Arc::clone(&fanout));
     if let Some(path) = &cfg.scrape.config_file {
         match Scraper::start(
             path.clone(),

@@ -77,8 +77,9 @@ fn status(v: &PageView<'_>) -> Markup {
         }
         @if !v.ready {
             div .notice {
-                "Starting: the queues are being opened. Pushes are refused until they are ("
-                code { "/-/ready" } " answers 503)."
+                "Starting: the queues are being opened. Pushes wait for them (up to "
+                (crate::ingest::OPEN_WAIT.as_secs()) " s), then get 503 ("
+                code { "/-/ready" } " answers 503 until then)."
             }
         }
         (ingest_cards(v.ingest))

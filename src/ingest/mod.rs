@@ -12,7 +12,9 @@
 //! - Validation before anything is queued: the declared decompressed length is bounded before
 //!   allocating, and one pass over the protobuf checks it is well-formed. Refusals: 400 undecodable,
 //!   413 over `--max-request-bytes` (compressed or decompressed), 415 unsupported Content-Encoding
-//!   or Content-Type, 503 when a queue cannot take the data. The body of each is one line.
+//!   or Content-Type, 503 when a queue cannot take the data. A push that arrives while the
+//!   queues are being opened waits for them (at most `open_wait`, [`OPEN_WAIT`] in the
+//!   application); if they are still not open then, it gets 503 with `Retry-After`. The body of each is one line.
 //!   A refused request leaves nothing in any queue (except a 503 from a disk failing half-way
 //!   through the storages, where those already written keep it: at-least-once).
 //! - Hot path: the body is queued as it came (no decode and re-encode), the decompression buffer
@@ -22,12 +24,14 @@
 //! Block on a slow storage: it only appends to queues; senders run on their own.
 
 pub mod metrics;
+mod opening;
 
 pub use metrics::{IngestMetrics, IngestSnapshot, Reject, Source};
+pub use opening::{FanoutSlot, OPEN_WAIT};
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -49,8 +53,10 @@ thread_local! {
 
 /// What the ingest handlers need.
 pub struct IngestState {
-    /// Set once the queues are open; until then pushes get 503.
-    pub fanout: Arc<std::sync::OnceLock<Arc<Fanout>>>,
+    /// Set once the queues are open; a push that arrives before waits up to `open_wait` for it.
+    pub fanout: Arc<FanoutSlot>,
+    /// How long a push waits for the queues to open ([`OPEN_WAIT`] in the application).
+    pub open_wait: Duration,
     pub metrics: Arc<IngestMetrics>,
     /// `--max-request-bytes`: limit on the compressed body and on its decompressed size.
     pub max_request_bytes: usize,
@@ -76,6 +82,27 @@ fn refuse(m: &IngestMetrics, reason: Reject, why: impl std::fmt::Display) -> Res
     let status = StatusCode::from_u16(reason.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let line = why.to_string().replace(['\n', '\r'], " ");
     (status, format!("{line}\n")).into_response()
+}
+
+/// Seconds a sender is asked to wait before it retries a push refused because the queues are
+/// still being opened.
+const OPENING_RETRY_AFTER_SECONDS: &str = "2";
+
+/// 503 with `Retry-After` for a push that waited `open_wait` and the queues are still not open.
+fn still_opening(st: &IngestState) -> Response {
+    let mut response = refuse(
+        &st.metrics,
+        Reject::QueueUnavailable,
+        format_args!(
+            "starting: the queues are still being opened after {:?}, retry shortly",
+            st.open_wait
+        ),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(OPENING_RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 /// The body, or why it could not be read (413 over the limit) for [`refuse`].
@@ -190,12 +217,8 @@ async fn handle_remote_write(
         }
         Err(e) => return refuse(m, Reject::BadBody, e),
     };
-    let Some(fanout) = st.fanout.get() else {
-        return refuse(
-            m,
-            Reject::QueueUnavailable,
-            "starting: the queues are being opened, retry shortly",
-        );
+    let Some(fanout) = st.fanout.wait(st.open_wait).await else {
+        return still_opening(st);
     };
     let samples = summary.samples + summary.histograms;
     queue(st, fanout, body, samples, Source::RemoteWrite).await
@@ -269,12 +292,8 @@ async fn handle_import(
     if builder.series() == 0 {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let Some(fanout) = st.fanout.get() else {
-        return refuse(
-            m,
-            Reject::QueueUnavailable,
-            "starting: the queues are being opened, retry shortly",
-        );
+    let Some(fanout) = st.fanout.wait(st.open_wait).await else {
+        return still_opening(st);
     };
     let block = Bytes::from(prompb::compress(builder.as_bytes()));
     queue(st, fanout, block, samples, Source::Import).await
