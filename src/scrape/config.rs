@@ -18,7 +18,7 @@
 //! - Every failure is one [`ScrapeConfigError`] whose `Display` is one line naming the file, the
 //!   line and column, the key path (`scrape_configs[1].scrape_timeout`) and what is wrong.
 //! - No password, token or private key appears in any `Debug` output (they are
-//!   [`Secret`](crate::config::Secret)s) nor in an error message.
+//!   [`Secret`]s) nor in an error message.
 //! - Relabel rules are validated and compiled once, here ([`RelabelRules`]).
 //! - Relative paths are relative to the config file's directory, as in Prometheus.
 //!

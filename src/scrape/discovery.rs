@@ -22,14 +22,18 @@
 //! runtime: file reads after start-up run on the blocking thread pool.
 //!
 //! # Use
-//! ```ignore
-//! let discovery = Discovery::start(&config.jobs);     // reads every file once, then watches
+//! ```no_run
+//! # use promrelay::scrape::config::JobConfig;
+//! # use promrelay::scrape::discovery::Discovery;
+//! # async fn follow(jobs: &[JobConfig]) {
+//! let discovery = Discovery::start(jobs);             // reads every file once, then watches
 //! let mut changes = discovery.subscribe();
 //! loop {
 //!     let snapshot = changes.borrow_and_update().clone(); // Arc<Vec<JobGroups>>
 //!     // ... build targets from snapshot ...
 //!     if changes.changed().await.is_err() { break }    // the Discovery was dropped
 //! }
+//! # }
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,7 +11,7 @@
 //!   a `host[:port]`; add the default port (`:80` for http, `:443` for https) to `__address__`
 //!   as Prometheus 2 does; read back the interval and timeout; the final labels are those not
 //!   starting with `__`, plus `instance = __address__` unless set.
-//! - Sharding: the owners of a target ([`sharding`](super::sharding)) from vmagent 1.79's view
+//! - Sharding: the owners of a target (the [`sharding`] module) from vmagent 1.79's view
 //!   of its labels; a target owned by other members is dropped with that reason.
 //!
 //! # Guarantees
