@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::relay::{FakeStorage, Relay};
 use common::scrape::{
     Job, RelayScrape, ScrapeConfig, ScrapingRelay, TargetServer, export_until, file_sd_json,
@@ -183,15 +181,27 @@ async fn removed_target_gets_stale_markers_after_reload() {
     let kept_before = of_instance(&storage, "reload_metric", &kept)[0]
         .samples
         .len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more scrapes of the kept target: time enough for the removed one, on the same
+    // interval, to be scraped again if its loop had survived.
+    let kept_series = eventually(
+        "the kept target to be scraped twice more",
+        EVENTUALLY_TIMEOUT,
+        || async {
+            let series = of_instance(&storage, "reload_metric", &kept);
+            if series
+                .first()
+                .is_some_and(|s| s.samples.len() >= kept_before + 2)
+            {
+                Ok(series)
+            } else {
+                Err(format!("{series:?}"))
+            }
+        },
+    )
+    .await;
     assert!(
         targets.scrapes_of(&removed) <= scrapes_after_reload + 1,
         "the removed target is no longer scraped"
-    );
-    let kept_series = of_instance(&storage, "reload_metric", &kept);
-    assert!(
-        kept_series[0].samples.len() > kept_before,
-        "the kept target is still scraped: {kept_series:?}"
     );
     assert!(
         !has_stale_marker(&kept_series[0]),
@@ -422,7 +432,12 @@ async fn a_series_gone_from_the_body_gets_one_stale_marker_and_the_rest_carry_on
         s.len() == 1 && s[0].samples.last().is_some_and(|(_, v)| *v == 2.0)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let kept_then = storage.series("kept_metric")[0].samples.len();
+    // Two more scrapes: each would have added a stale marker if they were written per scrape.
+    storage_until(&storage, "kept_metric", "two more scrapes", |s| {
+        s.len() == 1 && s[0].samples.len() >= kept_then + 2
+    })
+    .await;
     let gone_after = &storage.series("gone_metric")[0];
     assert_eq!(
         gone_after
@@ -471,9 +486,13 @@ async fn reload_changing_a_jobs_settings_keeps_its_series_without_stale_markers(
     )
     .await;
     let before = storage.series("app_requests_total")[0].samples.len();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let kept = &storage.series("app_requests_total")[0];
-    assert!(kept.samples.len() > before, "still scraped: {kept:?}");
+    let kept = &storage_until(
+        &storage,
+        "app_requests_total",
+        "the kept series to be scraped twice more by the new loop",
+        |s| s.len() == 1 && s[0].samples.len() >= before + 2,
+    )
+    .await[0];
     assert!(
         !has_stale_marker(kept),
         "no stale marker across the reload: {kept:?}"

@@ -518,9 +518,19 @@ async fn status_page_shows_send_rate_on_a_later_look() {
         String::from_utf8(body.to_vec()).expect("UTF-8")
     };
     assert!(look().await.contains("measuring"));
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    let later = look().await;
-    assert!(!later.contains("measuring"), "{later}");
+    // A rate needs two looks far enough apart; look again until there is one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let later = loop {
+        let page = look().await;
+        if !page.contains("measuring") {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still measuring: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(later.contains("0 samples/s"), "{later}");
 }
 
