@@ -8,7 +8,10 @@ use promrelay::config::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cfg = Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let cfg = match Config::from_args(std::env::args_os()) {
+        Ok(cfg) => cfg,
+        Err(e) => return e.report(),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     match cfg.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
@@ -40,7 +43,9 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("--listen {}: cannot bind", cfg.listen))?;
-        tracing::info!(listen = %cfg.listen, data_dir = %cfg.data_dir.display(), storages = cfg.storages.len(), "promrelay starting");
+        // The address bound, not the one asked for: with port 0 the system picked it.
+        let listen = listener.local_addr().unwrap_or(cfg.listen);
+        tracing::info!(%listen, data_dir = %cfg.data_dir.display(), storages = cfg.storages.len(), "promrelay starting");
         promrelay::server::run(cfg, listener, shutdown_signal()).await?;
         Ok(())
     })

@@ -51,6 +51,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long the `*_at_least` helpers wait for data to become visible.
 pub const EVENTUALLY_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Starts the line [`spawn_logged`] writes into a log before each start of its process.
+const START_BANNER: &str = "=== starting ";
 /// Lines of a process' log that failure messages show.
 const LOG_TAIL_LINES: usize = 60;
 
@@ -258,21 +260,34 @@ impl<P: FromPeer> PeerBuilder<P> {
         if let Some(config) = &self.spec.config {
             fs::write(dir.path().join(PROMETHEUS_CONFIG), config).expect("write the peer's config");
         }
-        let port = free_port();
-        let mut args = (self.spec.args)(&format!("127.0.0.1:{port}"), dir.path());
-        args.extend(self.extra_args);
         let mut peer = Peer {
             name: self.spec.binary,
             binary,
-            args,
+            args: Vec::new(),
             ready_path: self.spec.ready_path,
-            port,
+            port: 0,
             dir,
             child: None,
             http: http_client(),
         };
-        peer.launch().await;
-        P::from_peer(peer)
+        // A peer takes its address as a flag, so the port is probed, released, then bound by
+        // the peer: another process may take it in between. Then the peer exits with "address
+        // already in use", and it is started again on another port.
+        for _ in 0..BIND_ATTEMPTS {
+            peer.port = free_port();
+            peer.args = (self.spec.args)(&peer.address(), peer.dir());
+            peer.args.extend(self.extra_args.iter().cloned());
+            match peer.try_launch().await {
+                Ok(()) => return P::from_peer(peer),
+                Err(exit) if exit.address_in_use => continue,
+                Err(exit) => peer.exited_before_ready(&exit),
+            }
+        }
+        panic!(
+            "{} found its port taken {BIND_ATTEMPTS} times; log tail:\n{}",
+            peer.name,
+            peer.log_tail()
+        );
     }
 }
 
@@ -294,8 +309,11 @@ fn peer_binary(name: &str) -> PathBuf {
     path
 }
 
-/// A port that was free a moment ago. The peer binds it shortly after; another process could
-/// take it in between, and then the peer's start fails loudly rather than the test lying.
+/// How often a peer is started on a fresh port when the one probed was taken meanwhile.
+const BIND_ATTEMPTS: usize = 3;
+
+/// A port that was free a moment ago. A peer binds it shortly after; another process could
+/// take it in between, and then [`PeerBuilder::start`] tries another one.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener
@@ -337,7 +355,7 @@ fn spawn_logged(command: &mut Command, log: &Path, banner: &str) -> Child {
         .append(true)
         .open(log)
         .unwrap_or_else(|e| panic!("open {}: {e}", log.display()));
-    writeln!(log_file, "=== starting {banner}").expect("write the log");
+    writeln!(log_file, "{START_BANNER}{banner}").expect("write the log");
     command
         .env_remove("http_proxy")
         .env_remove("https_proxy")
@@ -362,6 +380,14 @@ fn kill_and_reap(mut child: Child) {
     }
 }
 
+/// How a process ended that exited before it was ready.
+struct EarlyExit {
+    status: std::process::ExitStatus,
+    url: String,
+    /// Its log since this start says its address was taken.
+    address_in_use: bool,
+}
+
 /// Polls `url` until it answers 2xx. Panics with the tail of the log at `log` when the process
 /// in `child` (named `name` in messages) exits first, leaving `child` empty, or when it is not
 /// ready within `timeout`.
@@ -373,19 +399,41 @@ async fn wait_until_ready(
     timeout: Duration,
     log: &Path,
 ) {
+    if let Err(exit) = wait_until_ready_or_exit(name, child, http, url, timeout, log).await {
+        panic!(
+            "{name} exited ({}) before it was ready at {}; log tail:\n{}",
+            exit.status,
+            exit.url,
+            log_tail(log)
+        );
+    }
+}
+
+/// [`wait_until_ready`], except that a process exiting first is returned, not a panic.
+async fn wait_until_ready_or_exit(
+    name: &str,
+    child: &mut Option<Child>,
+    http: &reqwest::Client,
+    url: &str,
+    timeout: Duration,
+    log: &Path,
+) -> Result<(), EarlyExit> {
     let deadline = Instant::now() + timeout;
     loop {
         let process = child.as_mut().expect("launched");
         if let Some(status) = process.try_wait().expect("poll the process") {
             *child = None;
-            panic!(
-                "{name} exited ({status}) before it was ready at {url}; log tail:\n{}",
-                log_tail(log)
-            );
+            let log = fs::read_to_string(log).unwrap_or_default();
+            let this_start = log.rsplit(START_BANNER).next().unwrap_or_default();
+            return Err(EarlyExit {
+                status,
+                url: url.to_owned(),
+                address_in_use: this_start.contains("address already in use"),
+            });
         }
         let probe = http.get(url).timeout(Duration::from_secs(2)).send().await;
         if probe.is_ok_and(|response| response.status().is_success()) {
-            return;
+            return Ok(());
         }
         assert!(
             Instant::now() < deadline,
@@ -526,13 +574,20 @@ impl Peer {
     }
 
     async fn launch(&mut self) {
+        if let Err(exit) = self.try_launch().await {
+            self.exited_before_ready(&exit);
+        }
+    }
+
+    /// Starts the process and waits until it is ready, or returns how it exited first.
+    async fn try_launch(&mut self) -> Result<(), EarlyExit> {
         let banner = format!("{} {}", self.binary.display(), self.args.join(" "));
         let mut command = Command::new(&self.binary);
         command.args(&self.args).current_dir(self.dir.path());
         let log = self.log_path();
         self.child = Some(spawn_logged(&mut command, &log, &banner));
         let url = format!("{}{}", self.url(), self.ready_path);
-        wait_until_ready(
+        wait_until_ready_or_exit(
             self.name,
             &mut self.child,
             &self.http,
@@ -540,7 +595,17 @@ impl Peer {
             READY_TIMEOUT,
             &log,
         )
-        .await;
+        .await
+    }
+
+    fn exited_before_ready(&self, exit: &EarlyExit) -> ! {
+        panic!(
+            "{} exited ({}) before it was ready at {}; log tail:\n{}",
+            self.name,
+            exit.status,
+            exit.url,
+            self.log_tail()
+        );
     }
 }
 

@@ -9,7 +9,9 @@
 //! assert_eq!(storage.samples_at_least("story_metric", pushes.sample_count()).await, pushes.expected());
 //! ```
 //!
-//! - [`Relay`] runs the real `promrelay` binary on a free loopback port, with a data directory,
+//! - [`Relay`] runs the real `promrelay` binary on a loopback port it binds itself
+//!   (`--listen 127.0.0.1:0`; the port is read from its "promrelay starting" log line, so no
+//!   other process can take it between a probe and the bind), with a data directory,
 //!   config file and `relay.log` in a temporary directory of its own that survives
 //!   [`Relay::kill`] and [`Relay::terminate`], so [`Relay::start_again`] finds its queues. Every
 //!   storage gets short backoffs (10ms to 200ms) so retries happen within a test's patience.
@@ -41,8 +43,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{
-    EVENTUALLY_TIMEOUT, Labels, Series, eventually, free_port, http_client, kill_and_reap, now_ms,
-    send_signal, spawn_logged, wait_until_ready,
+    EVENTUALLY_TIMEOUT, Labels, READY_POLL_INTERVAL, START_BANNER, Series, eventually, free_port,
+    http_client, kill_and_reap, now_ms, send_signal, spawn_logged, wait_until_ready,
 };
 
 /// How long the relay may take to answer `/-/ready`.
@@ -273,10 +275,9 @@ impl RelayBuilder {
             .prefix("promrelay-relay-")
             .tempdir()
             .expect("create a temporary directory for the relay");
-        let port = free_port();
         let mut args = vec![
             "--listen".to_owned(),
-            format!("127.0.0.1:{port}"),
+            "127.0.0.1:0".to_owned(),
             "--data-dir".to_owned(),
             dir.path().join("data").display().to_string(),
         ];
@@ -299,7 +300,7 @@ impl RelayBuilder {
         }
         args.extend(self.args);
         let mut relay = Relay {
-            port,
+            port: 0,
             dir,
             args,
             env: self.env,
@@ -328,6 +329,7 @@ fn relay_config(storages: &[String], settings: &[String]) -> String {
 
 /// The `promrelay` binary, running or stopped, with its port and directory.
 pub struct Relay {
+    /// 0 until the first start has bound one; later starts listen on it again.
     port: u16,
     dir: TempDir,
     args: Vec<String>,
@@ -543,6 +545,16 @@ impl Relay {
         // the log for leaked ones.
         let log = self.log_path();
         self.child = Some(spawn_logged(&mut command, &log, binary));
+        if self.port == 0 {
+            self.port = self.bound_port().await;
+            let listen = self
+                .args
+                .iter()
+                .position(|a| a == "--listen")
+                .expect("start() passes --listen")
+                + 1;
+            self.args[listen] = format!("127.0.0.1:{}", self.port);
+        }
         let url = format!("{}/-/ready", self.url());
         wait_until_ready(
             "relay",
@@ -554,6 +566,44 @@ impl Relay {
         )
         .await;
     }
+}
+
+impl Relay {
+    /// The port this start of the relay bound, from its `promrelay starting listen=...` log
+    /// line. Panics with the log tail if the relay exits first or does not log it in time.
+    async fn bound_port(&mut self) -> u16 {
+        let deadline = Instant::now() + RELAY_READY_TIMEOUT;
+        loop {
+            let log = self.log();
+            // The log is appended across starts; only this start's lines count.
+            let this_start = log.rsplit(START_BANNER).next().unwrap_or_default();
+            if let Some(port) = this_start.lines().find_map(logged_listen_port) {
+                return port;
+            }
+            let child = self.child.as_mut().expect("launched");
+            if let Some(status) = child.try_wait().expect("poll the relay") {
+                self.child = None;
+                panic!(
+                    "relay exited ({status}) before it logged its port; log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay did not log its port within {RELAY_READY_TIMEOUT:?}; log tail:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(READY_POLL_INTERVAL).await;
+        }
+    }
+}
+
+/// The port in a `promrelay starting listen=127.0.0.1:<port> ...` log line.
+fn logged_listen_port(line: &str) -> Option<u16> {
+    let (_, after) = line.split_once("promrelay starting")?;
+    let (_, address) = after.split_once("127.0.0.1:")?;
+    let digits = address.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok().filter(|&port| port != 0)
 }
 
 impl Drop for Relay {
