@@ -113,14 +113,20 @@ impl ConfigError {
         matches!(self, ConfigError::HelpOrVersion(_))
     }
 
-    /// Ends the process the conventional way: help and version text to stdout with status 0
-    /// (clap's own behaviour), any other error as `promrelay: <one line>` on stderr with status 2.
-    pub fn exit(self) -> ! {
+    /// Tells the user the conventional way and gives the status `main` returns: help and
+    /// version text to stdout with status 0 (clap's own behaviour), any other error as
+    /// `promrelay: <one line>` on stderr with status 2. Returning the status, rather than
+    /// exiting here, leaves ending the process to `main` alone.
+    pub fn report(self) -> std::process::ExitCode {
         match self {
-            ConfigError::HelpOrVersion(e) => e.exit(),
+            ConfigError::HelpOrVersion(e) => {
+                // Nothing better to do when stdout is gone than to end with clap's status.
+                let _ = e.print();
+                std::process::ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+            }
             other => {
                 eprintln!("promrelay: {other}");
-                std::process::exit(2)
+                std::process::ExitCode::from(2)
             }
         }
     }

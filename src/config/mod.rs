@@ -28,10 +28,18 @@
 //!
 //! # Use from the binary
 //! ```no_run
-//! let cfg = promrelay::config::Config::from_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
+//! fn main() -> std::process::ExitCode {
+//!     let cfg = match promrelay::config::Config::from_args(std::env::args_os()) {
+//!         Ok(cfg) => cfg,
+//!         Err(e) => return e.report(),
+//!     };
+//!     // ... run with cfg ...
+//! #   drop(cfg);
+//!     std::process::ExitCode::SUCCESS
+//! }
 //! ```
-//! [`ConfigError::exit`] prints `--help`/`--version` to stdout with status 0 (clap's behaviour)
-//! and any error as one line on stderr with status 2.
+//! [`ConfigError::report`] prints `--help`/`--version` to stdout and gives status 0 (clap's
+//! behaviour), and prints any error as one line on stderr and gives status 2.
 
 mod cli;
 mod error;
