@@ -48,7 +48,7 @@ impl fmt::Display for Place {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// `--help` or `--version` was asked for: not a failure. The clap error holds the text;
-    /// [`ConfigError::exit`] prints it to stdout and exits 0.
+    /// [`ConfigError::report`] prints it to stdout and gives status 0.
     #[error("{0}")]
     HelpOrVersion(clap::Error),
 

@@ -120,7 +120,7 @@ impl Config {
     /// `--config` file and any secret files it names, merges and validates.
     ///
     /// `--help` and `--version` come back as [`ConfigError::HelpOrVersion`]; see
-    /// [`ConfigError::exit`].
+    /// [`ConfigError::report`].
     pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = T>,
