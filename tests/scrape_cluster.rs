@@ -166,7 +166,7 @@ async fn cluster_assignment_equals_vmagents() {
 
     for replication in [1, 2] {
         let vmagents: Vec<VmagentMember> = (0..MEMBERS)
-            .map(|k| VmagentMember::start(&config, MEMBERS, k, replication))
+            .map(|k| VmagentMember::start(&config.path(), MEMBERS, k, replication))
             .collect();
         let (relays, _storages) = three_relays(&config, replication).await;
         let expected = TARGETS * replication as usize;

@@ -11,14 +11,15 @@
 //!
 //! It needs `.peers/bin/vmagent` and fails (never skips) without it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
+
+use common::eventually;
+use common::scrape::VmagentMember;
 
 use promrelay::config::ClusterConfig;
 use promrelay::scrape::config::{self, ScrapeConfigFile};
@@ -34,9 +35,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// `(job, __address__ as discovered)`: how a target is named on both sides.
 type TargetName = (String, String);
 
-#[test]
-fn cluster_assignment_matches_real_vmagent_for_every_target() {
-    let vmagent = vmagent_binary();
+#[tokio::test]
+async fn cluster_assignment_matches_real_vmagent_for_every_target() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config_path = write_config(dir.path());
     let config = config::load(&config_path).expect("promrelay loads the config");
@@ -45,10 +45,10 @@ fn cluster_assignment_matches_real_vmagent_for_every_target() {
     assert_eq!(total, usize::from(STATIC_TARGETS + FILE_TARGETS));
 
     for replication in [1, 2] {
-        let mut members: Vec<Vmagent> = (0..MEMBERS)
-            .map(|k| Vmagent::start(&vmagent, dir.path(), &config_path, k, replication))
+        let members: Vec<VmagentMember> = (0..MEMBERS)
+            .map(|k| VmagentMember::start(&config_path, MEMBERS, k, replication))
             .collect();
-        let theirs = settle(&mut members, total * replication as usize);
+        let theirs = settle(&members, total * replication as usize).await;
         let ours = promrelay_assignment(&config, cluster(MEMBERS, replication));
 
         for k in 0..MEMBERS as usize {
@@ -176,135 +176,25 @@ scrape_configs:
     path
 }
 
-fn vmagent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers/bin/vmagent");
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-peers.sh (it unpacks Debian's vmagent 1.79.5), then run this test again",
-        path.display()
-    );
-    path
-}
-
-/// One running vmagent; killed when dropped.
-struct Vmagent {
-    member: u32,
-    port: u16,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Vmagent {
-    fn start(binary: &Path, dir: &Path, config: &Path, member: u32, replication: u32) -> Self {
-        let port = free_port();
-        let data = dir.join(format!("vmagent-r{replication}-m{member}"));
-        fs::create_dir_all(&data).expect("create vmagent dir");
-        let log = data.join("vmagent.log");
-        let log_file = fs::File::create(&log).expect("create vmagent log");
-        let child = Command::new(binary)
-            .arg(format!("-promscrape.config={}", config.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-remoteWrite.url=http://127.0.0.1:1/api/v1/write")
-            .arg(format!(
-                "-remoteWrite.tmpDataPath={}",
-                data.join("queue").display()
-            ))
-            .arg(format!("-promscrape.cluster.membersCount={MEMBERS}"))
-            .arg(format!("-promscrape.cluster.memberNum={member}"))
-            .arg(format!(
-                "-promscrape.cluster.replicationFactor={replication}"
-            ))
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("clone log handle"))
-            .stderr(log_file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        Vmagent {
-            member,
-            port,
-            child,
-            log,
-        }
-    }
-
-    /// The targets it scrapes, or `None` while it is not answering yet.
-    fn active_targets(&mut self) -> Option<BTreeSet<TargetName>> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "vmagent member {} exited with {status}:\n{}",
-                self.member,
-                self.log_tail()
-            );
-        }
-        let body = http_get(self.port, "/api/v1/targets")?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let active = json["data"]["activeTargets"].as_array()?;
-        let mut targets = BTreeSet::new();
-        for target in active {
-            let job = target["scrapePool"].as_str()?;
-            let address = target["discoveredLabels"]["__address__"].as_str()?;
-            targets.insert((job.to_owned(), address.to_owned()));
-        }
-        Some(targets)
-    }
-
-    fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Vmagent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Polls every member until together they list `expected` targets (each counted once per
 /// member that scrapes it), and returns each member's targets.
-fn settle(members: &mut [Vmagent], expected: usize) -> Vec<BTreeSet<TargetName>> {
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    let mut last = Vec::new();
-    loop {
-        let seen: Option<Vec<BTreeSet<TargetName>>> =
-            members.iter_mut().map(Vmagent::active_targets).collect();
-        if let Some(seen) = seen {
-            if seen.iter().map(BTreeSet::len).sum::<usize>() == expected {
-                return seen;
+async fn settle(members: &[VmagentMember], expected: usize) -> Vec<BTreeSet<TargetName>> {
+    eventually(
+        "the vmagents to list every target's owners",
+        SETTLE_TIMEOUT,
+        || async {
+            let mut seen = Vec::new();
+            for member in members {
+                seen.push(member.active_targets().await.ok_or("not answering yet")?);
             }
-            last = seen.iter().map(BTreeSet::len).collect();
-        }
-        if Instant::now() > deadline {
-            let logs: Vec<String> = members
-                .iter()
-                .map(|m| format!("member {}:\n{}", m.member, m.log_tail()))
-                .collect();
-            panic!(
-                "vmagents did not list {expected} targets in {SETTLE_TIMEOUT:?} (last counts {last:?})\n{}",
-                logs.join("\n")
-            );
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// A minimal HTTP/1.0 GET on loopback: the body of a 200 answer, or `None`.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    (head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200")).then(|| body.to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+            let listed: usize = seen.iter().map(BTreeSet::len).sum();
+            if listed == expected {
+                Ok(seen)
+            } else {
+                let logs: Vec<String> = members.iter().map(VmagentMember::log_tail).collect();
+                Err(format!("{listed} listed; logs:\n{}", logs.join("\n")))
+            }
+        },
+    )
+    .await
 }

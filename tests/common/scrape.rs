@@ -623,68 +623,93 @@ fn parse_export_line(line: &str) -> ExportedSeries {
 }
 
 /// One real vmagent as a member of a scraping cluster, to compare assignments with: it scrapes
-/// `config` and remote-writes to a closed port (its queue is irrelevant). Killed when dropped.
+/// the config at a path and remote-writes to a closed port (its queue is irrelevant). Killed
+/// when dropped.
 pub struct VmagentMember {
     member: u32,
-    port: u16,
+    binary: PathBuf,
+    /// Every flag but the listen address.
+    args: Vec<String>,
     dir: TempDir,
-    /// Behind a lock so that reading the targets needs only `&self`.
-    child: Mutex<tokio::process::Child>,
+    /// The port and process, behind a lock so that reading the targets needs only `&self`; both
+    /// change when vmagent found its probed port taken and was started again on another.
+    running: Mutex<(u16, tokio::process::Child)>,
     http: reqwest::Client,
 }
 
 impl VmagentMember {
-    /// Starts `.peers/bin/vmagent` as member `member` of `members` with replication factor
-    /// `replication`; returns at once (use [`VmagentMember::active_targets`] to wait).
-    pub fn start(config: &ScrapeConfig, members: u32, member: u32, replication: u32) -> Self {
+    /// Starts `.peers/bin/vmagent` on the scrape config at `config` as member `member` of
+    /// `members` with replication factor `replication`; returns at once (use
+    /// [`VmagentMember::active_targets`] to wait).
+    pub fn start(config: &Path, members: u32, member: u32, replication: u32) -> Self {
         let binary = super::peer_binary("vmagent");
         let dir = tempfile::Builder::new()
             .prefix("promrelay-peer-vmagent-")
             .tempdir()
             .expect("create a temporary directory for vmagent");
-        let port = super::free_port();
-        let mut command = tokio::process::Command::new(&binary);
-        command
-            .arg(format!("-promscrape.config={}", config.path().display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-remoteWrite.url=http://127.0.0.1:1/api/v1/write")
-            .arg(format!(
+        let args = vec![
+            format!("-promscrape.config={}", config.display()),
+            "-remoteWrite.url=http://127.0.0.1:1/api/v1/write".to_owned(),
+            format!(
                 "-remoteWrite.tmpDataPath={}",
                 dir.path().join("queue").display()
-            ))
-            .arg(format!("-promscrape.cluster.membersCount={members}"))
-            .arg(format!("-promscrape.cluster.memberNum={member}"))
-            .arg(format!(
-                "-promscrape.cluster.replicationFactor={replication}"
-            ));
-        let child = spawn_logged(
-            &mut command,
-            &dir.path().join("peer.log"),
-            &binary.display().to_string(),
-        );
+            ),
+            format!("-promscrape.cluster.membersCount={members}"),
+            format!("-promscrape.cluster.memberNum={member}"),
+            format!("-promscrape.cluster.replicationFactor={replication}"),
+        ];
+        let running = Self::spawn(&binary, &args, dir.path());
         VmagentMember {
             member,
-            port,
+            binary,
+            args,
             dir,
-            child: Mutex::new(child),
+            running: Mutex::new(running),
             http: super::http_client(),
         }
+    }
+
+    /// Starts vmagent with `args` on a port that was free a moment ago, logging into `dir`.
+    fn spawn(binary: &Path, args: &[String], dir: &Path) -> (u16, tokio::process::Child) {
+        let port = super::free_port();
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .args(args)
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"));
+        let child = spawn_logged(
+            &mut command,
+            &dir.join("peer.log"),
+            &binary.display().to_string(),
+        );
+        (port, child)
+    }
+
+    /// The port it listens on; starts it again on another port if it exited because the one
+    /// it was given was taken between the probe and its bind. Panics if it exited otherwise.
+    fn port(&self) -> u16 {
+        let mut running = self.running.lock().expect("not poisoned");
+        if let Ok(Some(status)) = running.1.try_wait() {
+            let log = fs::read_to_string(self.dir.path().join("peer.log")).unwrap_or_default();
+            let this_start = log.rsplit(super::START_BANNER).next().unwrap_or_default();
+            if !this_start.contains("address already in use") {
+                panic!(
+                    "vmagent member {} exited ({status}):\n{}",
+                    self.member,
+                    self.log_tail()
+                );
+            }
+            *running = Self::spawn(&self.binary, &self.args, self.dir.path());
+        }
+        running.0
     }
 
     /// `(scrapePool, discovered __address__)` of every target it scrapes, or `None` while it
     /// does not answer yet. Panics with its log if it exited.
     pub async fn active_targets(&self) -> Option<BTreeSet<(String, String)>> {
-        let exited = self.child.lock().expect("not poisoned").try_wait();
-        if let Ok(Some(status)) = exited {
-            panic!(
-                "vmagent member {} exited ({status}):\n{}",
-                self.member,
-                self.log_tail()
-            );
-        }
+        let port = self.port();
         let response = self
             .http
-            .get(format!("http://127.0.0.1:{}/api/v1/targets", self.port))
+            .get(format!("http://127.0.0.1:{port}/api/v1/targets"))
             .timeout(Duration::from_secs(5))
             .send()
             .await
