@@ -12,11 +12,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use promrelay::exposition::parse::{Entry, Format, Parser};
+use promrelay::exposition::series::SeriesOptions;
 use promrelay::prompb::{Label, WriteRequestEncoder};
 use promrelay::scrape::cache::ScrapeCache;
-use promrelay::scrape::parse::{Entry, Format, Parser};
 use promrelay::scrape::scrape_loop::{BatchLimits, build_batch};
-use promrelay::scrape::series::SeriesOptions;
 
 const NODE_EXPORTER: &[u8] = include_bytes!("../tests/fixtures/node_exporter.prom");
 

@@ -6,17 +6,22 @@
 //! - [`prompb`]: the remote-write wire format (protobuf messages, snappy framing, one-pass validation).
 //! - [`config`]: command-line flags and the optional YAML file, validated into one [`config::Config`].
 //! - [`relabel`]: Prometheus `relabel_config` semantics over label sets.
-//! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits, ingest counters.
+//! - [`exposition`]: Prometheus text / OpenMetrics parsing and series building, shared by the
+//!   scraper and text import; it does not know where the bytes came from.
+//! - [`stats`]: the ingest counters (samples per source, refusals by reason) that ingest and the
+//!   scraper bump and admin renders.
+//! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits.
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
 //! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
 //!   binary and the end-to-end tests run).
-//! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding, the
-//!   text/OpenMetrics parser, one loop per target feeding the same fan-out as ingest.
+//! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding,
+//!   one loop per target feeding the same fan-out as ingest.
 //! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page, health and readiness.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
+pub mod exposition;
 pub mod forward;
 pub mod ingest;
 pub mod prompb;
@@ -24,3 +29,4 @@ pub mod queue;
 pub mod relabel;
 pub mod scrape;
 pub mod server;
+pub mod stats;

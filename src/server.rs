@@ -22,8 +22,9 @@ use tracing::info;
 use crate::admin::{self, StatusSource};
 use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
-use crate::ingest::{self, FanoutSlot, IngestMetrics, IngestSnapshot, IngestState};
+use crate::ingest::{self, FanoutSlot, IngestState};
 use crate::scrape::manager::{Scraper, ScraperError, TargetsView};
+use crate::stats::{IngestMetrics, IngestSnapshot};
 
 /// Errors that stop the application.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use promrelay::scrape::parse::{Format, Parser};
+use promrelay::exposition::parse::{Format, Parser};
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/openmetrics-parsers")

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use crate::forward::{SenderState, StorageStatus};
-use crate::ingest::IngestSnapshot;
+use crate::stats::IngestSnapshot;
 
 use super::process::ProcessStats;
 

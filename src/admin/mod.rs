@@ -44,8 +44,8 @@ use axum::response::{Html, IntoResponse, Json};
 use axum::routing::{get, post};
 
 use crate::forward::StorageStatus;
-use crate::ingest::IngestSnapshot;
 use crate::scrape::manager::TargetsView;
+use crate::stats::IngestSnapshot;
 use process::ProcessStats;
 
 /// What the admin endpoints read. The application implements it; tests implement it with fixed data.

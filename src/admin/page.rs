@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::forward::StorageStatus;
-use crate::ingest::IngestSnapshot;
+use crate::stats::IngestSnapshot;
 
 use super::rates::{Rate, WINDOW};
 

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use super::{StatusSource, router};
 use crate::forward::{SenderState, StorageStatus};
-use crate::ingest::{IngestSnapshot, Reject, Source};
+use crate::stats::{IngestSnapshot, Reject, Source};
 
 /// A storage with every figure distinct and non-zero, so a test can tell them apart.
 pub(crate) fn storage(id: &str) -> StorageStatus {

@@ -5,7 +5,7 @@
 //! remote-write 1.0, a snappy **block** compressed protobuf `WriteRequest`. `POST
 //! /api/v1/import/prometheus`: a text exposition (Prometheus text, or OpenMetrics when the
 //! Content-Type says `application/openmetrics-text`), parsed strictly. Limits, decompression,
-//! validation, and the ingest counters ([`IngestMetrics`]).
+//! validation; it bumps the ingest counters ([`IngestMetrics`], owned by [`crate::stats`]).
 //!
 //! # Guarantees
 //! - 204 only after [`Fanout::push`] put the body in every storage's queue (design.md durability).
@@ -23,10 +23,8 @@
 //! # Must not
 //! Block on a slow storage: it only appends to queues; senders run on their own.
 
-pub mod metrics;
 mod opening;
 
-pub use metrics::{IngestMetrics, IngestSnapshot, Reject, Source};
 pub use opening::{FanoutSlot, OPEN_WAIT};
 
 use std::cell::RefCell;
@@ -43,6 +41,7 @@ use tracing::warn;
 
 use crate::forward::{Fanout, PushError};
 use crate::prompb;
+use crate::stats::{IngestMetrics, Reject, Source};
 
 /// A decompression buffer kept per thread is shrunk back when a request grew it past this.
 const KEEP_BUFFER_BYTES: usize = 16 << 20;
@@ -243,8 +242,8 @@ async fn handle_import(
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    use crate::scrape::parse::{Entry, Parser, format_from_content_type};
-    use crate::scrape::series::{SeriesBuilder, SeriesOptions};
+    use crate::exposition::parse::{Entry, Parser, format_from_content_type};
+    use crate::exposition::series::{SeriesBuilder, SeriesOptions};
     let m = &st.metrics;
     let body = match read_body(st, body) {
         Ok(b) => b,

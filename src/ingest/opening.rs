@@ -69,8 +69,9 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::ingest::{IngestMetrics, IngestState, router};
+    use crate::ingest::{IngestState, router};
     use crate::prompb;
+    use crate::stats::IngestMetrics;
 
     fn state(open_wait: Duration) -> Arc<IngestState> {
         Arc::new(IngestState {

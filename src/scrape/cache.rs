@@ -29,7 +29,7 @@
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128, xxh3_128_with_seed};
 
-use super::series::{Added, HashKeyed, STALE_NAN_BITS};
+use crate::exposition::series::{Added, HashKeyed, STALE_NAN_BITS};
 use crate::prompb::WriteRequestEncoder;
 
 /// The hash of a series as written in an exposition.
@@ -37,7 +37,7 @@ use crate::prompb::WriteRequestEncoder;
 pub struct TextKey(u128);
 
 impl TextKey {
-    /// The key of `name{labels}` as the parser handed it out ([`crate::scrape::parse::SampleRef::series`]).
+    /// The key of `name{labels}` as the parser handed it out ([`crate::exposition::parse::SampleRef::series`]).
     #[inline]
     pub fn of_series(series: &str) -> TextKey {
         TextKey(xxh3_128(series.as_bytes()))

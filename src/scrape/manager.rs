@@ -26,8 +26,8 @@ use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets, go_duration_string};
 use crate::config::ClusterConfig;
 use crate::forward::Fanout;
-use crate::ingest::IngestMetrics;
 use crate::prompb::Label;
+use crate::stats::IngestMetrics;
 
 /// Errors starting the scraper.
 #[derive(Debug, thiserror::Error)]

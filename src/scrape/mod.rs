@@ -1,4 +1,10 @@
-//! Scraping: targets, scrape loops and the exposition formats they read (see `design.md`).
+//! Scraping: scrape config, discovery, sharding, one loop per target, stale markers (see
+//! `design.md`). The bodies it fetches are parsed and turned into series by
+//! [`crate::exposition`]; the series go to the storages through [`crate::forward::Fanout`], the
+//! same entry ingest uses.
+//!
+//! Must not: write to queues except through that fan-out, or know about admin pages (the status
+//! it exposes, [`manager::TargetsView`], is read by `crate::admin`).
 //!
 //! - [`cache`]: a target's scrape cache: series text to encoded labels, the previous batch.
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
@@ -8,7 +14,6 @@
 //! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
 //! - [`scrape_loop`]: one target's loop: fetch, parse, report series, stale markers, send.
 //! - [`targets`]: targets from groups as Prometheus' `PopulateLabels` builds them, sharded.
-//! - [`series`]: parsed samples to remote-write series: label merging, limits, stale markers.
 //! - [`sharding`]: vmagent 1.79's cluster sharding key and member assignment.
 
 pub mod cache;
@@ -16,8 +21,6 @@ pub mod config;
 pub mod discovery;
 pub mod http;
 pub mod manager;
-pub mod parse;
 pub mod scrape_loop;
-pub mod series;
 pub mod sharding;
 pub mod targets;

@@ -24,12 +24,12 @@ use tracing::{debug, warn};
 use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
 use super::http;
-use super::parse::{Format, Item, Parser, format_from_content_type};
-use super::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
 use super::targets::Target;
+use crate::exposition::parse::{Format, Item, Parser, format_from_content_type};
+use crate::exposition::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
 use crate::forward::{Fanout, PushError, error_chain};
-use crate::ingest::{IngestMetrics, Source};
 use crate::prompb::{Label, WriteRequestEncoder};
+use crate::stats::{IngestMetrics, Source};
 
 /// What Prometheus offers: OpenMetrics first, then the text format.
 const ACCEPT_HEADER: &str =

@@ -1,5 +1,11 @@
-//! Ingest counters: what came in, from where, and what was refused and why. Lock-free counters
-//! bumped on the hot path; `snapshot()` is what `/metrics` renders.
+//! Ingest counters: what came in, from where, and what was refused and why.
+//!
+//! Owns [`IngestMetrics`], the lock-free counters bumped on the hot path by every source of data
+//! (`crate::ingest`'s HTTP endpoints and `crate::scrape`'s loops), and [`IngestSnapshot`], the
+//! copy `crate::admin` renders on `/metrics` and the status page.
+//!
+//! It sits below both sources so neither imports the other for it. Must not: depend on any
+//! other module of the crate, lock, or allocate when counting.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

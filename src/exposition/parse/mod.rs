@@ -7,7 +7,7 @@
 //! # API
 //! [`Parser`] is an iterator over one body (`&[u8]`) yielding [`Entry`]s that borrow from it:
 //! ```
-//! use promrelay::scrape::parse::{Entry, Parser, format_from_content_type};
+//! use promrelay::exposition::parse::{Entry, Parser, format_from_content_type};
 //!
 //! let body = b"# TYPE up gauge\nup{job=\"node\"} 1\n";
 //! let format = format_from_content_type(Some("text/plain; version=0.0.4"));
@@ -19,7 +19,7 @@
 //!         assert_eq!((s.name, s.value, s.timestamp_ms), ("up", 1.0, None));
 //!     }
 //! }
-//! # Ok::<(), promrelay::scrape::parse::ParseError>(())
+//! # Ok::<(), promrelay::exposition::parse::ParseError>(())
 //! ```
 //! The caller picks the [`Format`] from the response's `Content-Type`
 //! ([`format_from_content_type`]). The first error ends the iteration: a partial or invalid
