@@ -16,6 +16,7 @@
 //!   binary and the end-to-end tests run).
 //! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding,
 //!   one loop per target feeding the same fan-out as ingest.
+//! - [`util`]: helpers written once: `now_ms`, `error_chain`, `one_line`.
 //! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page, health and readiness.
 #![forbid(unsafe_code)]
 
@@ -30,3 +31,4 @@ pub mod relabel;
 pub mod scrape;
 pub mod server;
 pub mod stats;
+pub mod util;

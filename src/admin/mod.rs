@@ -35,7 +35,7 @@ mod tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
@@ -122,10 +122,7 @@ async fn status_page(State(a): State<Shared>) -> impl IntoResponse {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .observe(Instant::now(), &storages);
-    let now_unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now_unix_ms = crate::util::now_ms();
     let html = page::render(&page::PageView {
         storages: &storages,
         ingest: &ingest,

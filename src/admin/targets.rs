@@ -5,8 +5,6 @@
 //! Like the status page it is a `maud` template: labels, URLs and error texts (which come from
 //! discovery and from the targets themselves) are escaped wherever they go, attributes included.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use url::Url;
 
@@ -52,10 +50,7 @@ fn filter_text(parts: &[&str]) -> String {
 
 /// The whole page; `None` view means scraping is not configured.
 pub fn render(view: Option<&TargetsView>) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let now = crate::util::now_ms();
     html! {
         (DOCTYPE)
         html lang="en" {

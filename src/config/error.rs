@@ -131,17 +131,3 @@ impl ConfigError {
         }
     }
 }
-
-/// Makes user-supplied text safe for a one-line message: control characters (newlines included)
-/// are escaped.
-pub(crate) fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}

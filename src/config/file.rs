@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_saphyr::{Error as YamlError, MessageFormatter, Spanned, UserMessageFormatter};
 use url::Url;
 
-use super::error::{ConfigError, Place, one_line};
+use super::error::{ConfigError, Place};
 use super::storage::{
     BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MIN_BACKOFF, DEFAULT_TIMEOUT, QueueFull, Secret, StorageConfig, TlsConfig,
@@ -27,6 +27,7 @@ use super::units::{
     ListenAddr, MemberNum, PositiveCount, PositiveDuration, PositiveSize, format_duration,
 };
 use super::{FsyncMode, LogFormat};
+use crate::util::one_line;
 
 /// A config file larger than this is refused before parsing: it is not a promrelay config.
 const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;

@@ -57,6 +57,8 @@ use std::path::{Path, PathBuf};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
+use crate::util::one_line;
+
 pub use cli::{Cli, FsyncMode, LogFormat};
 pub use error::{ConfigError, Place};
 pub use file::MAX_CONCURRENCY;
@@ -67,7 +69,6 @@ pub use storage::{
 };
 pub use units::{format_duration, format_size, parse_duration, parse_size};
 
-pub(crate) use error::one_line;
 use file::{FileConfig, Resolver};
 pub(crate) use file::{key_path_of, read_bounded, yaml_parts};
 

@@ -27,19 +27,18 @@
 mod sender;
 pub mod status;
 
-pub(crate) use sender::error_chain;
 pub use status::{SenderState, StorageStatus};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FsyncMode, QueueFull, StorageConfig};
 use crate::queue::{FullPolicy, Options, Queue, QueueError, SyncPolicy};
+use crate::util::now_ms;
 
 /// Errors opening the storages.
 #[derive(Debug, thiserror::Error)]
@@ -75,13 +74,6 @@ pub enum PushError {
     /// The block is larger than a queue accepts (the caller answers 413).
     #[error("block of {len} bytes is larger than the queue accepts")]
     TooLarge { len: usize },
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Counters a storage's sender keeps (the queue keeps its own).

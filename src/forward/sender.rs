@@ -13,10 +13,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Storage, now_ms};
+use super::Storage;
 use crate::config::StorageConfig;
 use crate::prompb;
 use crate::queue::{Block, Queue};
+use crate::util::{error_chain, now_ms, one_line_max};
 
 /// How long a send in progress may finish after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -27,6 +28,10 @@ const CONNECT_PROBE: Duration = Duration::from_secs(1);
 
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// A storage's answer or error is kept to this many characters in `last_error` and logs.
+const ANSWER_CHARS: usize = 300;
+
 /// The HTTP client for one storage, with its timeout and TLS settings.
 pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, String> {
     // reqwest is built without a default TLS provider; install ring once for the process.
@@ -365,14 +370,21 @@ impl Sender {
                     let status = resp.status();
                     let retry_after = parse_retry_after(resp.headers());
                     let text = resp.text().await.unwrap_or_default();
-                    let reason = one_line(&format!("HTTP {}: {}", status.as_u16(), text.trim()));
+                    let reason = one_line_max(
+                        &format!("HTTP {}: {}", status.as_u16(), text.trim()),
+                        ANSWER_CHARS,
+                    );
                     if status.as_u16() == 429 || status.is_server_error() {
                         (reason, retry_after, false)
                     } else {
                         break Outcome::Refused(reason);
                     }
                 }
-                Err(e) => (one_line(&error_chain(&e)), None, e.is_connect()),
+                Err(e) => (
+                    one_line_max(&error_chain(&e), ANSWER_CHARS),
+                    None,
+                    e.is_connect(),
+                ),
             };
             c.retries.fetch_add(1, Ordering::Relaxed);
             if !retrying {
@@ -424,30 +436,6 @@ fn jitter(d: Duration) -> Duration {
 fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-fn one_line(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect();
-    if s.chars().count() > 300 {
-        out.push('…');
-    }
-    out
-}
-
-/// An error and its sources on one line (`outer: inner: innermost`).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -608,12 +596,6 @@ mod tests {
             let j = jitter(Duration::from_millis(100));
             assert!(j >= Duration::from_millis(50) && j <= Duration::from_millis(100));
         }
-    }
-
-    #[test]
-    fn storage_answers_are_kept_to_one_line() {
-        assert_eq!(one_line("a\nb\r\nc"), "a b  c");
-        assert!(one_line(&"x".repeat(1000)).chars().count() <= 301);
     }
 
     #[test]

@@ -262,7 +262,7 @@ async fn handle_import(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let now = crate::forward::now_ms() as i64;
+    let now = crate::util::now_ms() as i64;
     let mut builder = SeriesBuilder::new();
     let opts = SeriesOptions::default();
     let mut parser = Parser::new(&body, format_from_content_type(content_type));

@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
@@ -27,9 +27,10 @@ use super::http;
 use super::targets::Target;
 use crate::exposition::parse::{Format, Item, Parser, format_from_content_type};
 use crate::exposition::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
-use crate::forward::{Fanout, PushError, error_chain};
+use crate::forward::{Fanout, PushError};
 use crate::prompb::{Label, WriteRequestEncoder};
 use crate::stats::{IngestMetrics, Source};
+use crate::util::{error_chain, now_ms};
 
 /// What Prometheus offers: OpenMetrics first, then the text format.
 const ACCEPT_HEADER: &str =
@@ -96,13 +97,6 @@ impl LoopHandle {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// How long to wait before the first scrape so each target keeps the same offset within its
 /// interval across restarts and instances (spreads many targets over the interval).
 pub fn first_delay(target_id: u64, interval: Duration, now_unix_ms: i64) -> Duration {
@@ -142,7 +136,7 @@ async fn run(
     stop: CancellationToken,
     mode: Arc<Mutex<StopMode>>,
 ) -> ScrapeCache {
-    let delay = first_delay(target.id(), target.interval, now_ms());
+    let delay = first_delay(target.id(), target.interval, now_ms() as i64);
     let timeout_header = HeaderValue::from_str(&format!("{}", target.timeout.as_secs_f64()))
         .unwrap_or_else(|_| HeaderValue::from_static("10"));
     let mut http = http_client(&target, &job, &timeout_header);
@@ -154,7 +148,7 @@ async fn run(
             _ = stop.cancelled() => break,
         }
         let started = Instant::now();
-        let ts = now_ms();
+        let ts = now_ms() as i64;
         let mut body = buffers::take_body();
         let fetched = tokio::select! {
             r = fetch(&target, &job, &timeout_header, http.as_mut(), &mut body) => r,
@@ -512,7 +506,7 @@ pub async fn push_all_stale(
     metrics: &IngestMetrics,
     cache: &ScrapeCache,
 ) -> Result<(), PushError> {
-    let enc = cache.all_stale(now_ms());
+    let enc = cache.all_stale(now_ms() as i64);
     push(fanout, metrics, compress(&enc), enc.series()).await
 }
 

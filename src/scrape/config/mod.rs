@@ -56,7 +56,7 @@ use std::time::Duration;
 use serde_saphyr::Error as YamlError;
 
 use crate::config::{Place, Secret};
-pub(crate) use crate::config::{key_path_of, one_line, read_bounded};
+pub(crate) use crate::config::{key_path_of, read_bounded};
 use crate::relabel::{CompiledRelabel, RelabelConfig, compile_all};
 
 use raw::RawFile;

@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::{one_line, parse_prometheus_size};
+use super::parse_prometheus_size;
 use crate::config::{Secret, parse_duration};
 use crate::relabel::RelabelConfig;
+use crate::util::one_line;
 
 /// Keys of a scrape config that promrelay reads. Anything else is refused or ignored below.
 const JOB_KEYS: &[&str] = &[

@@ -14,10 +14,11 @@ use super::{
     DEFAULT_FILE_SD_REFRESH_INTERVAL, DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL,
     DEFAULT_SCRAPE_TIMEOUT, FilePattern, FileSdConfig, GlobalConfig, JobConfig,
     MAX_SECRET_FILE_BYTES, RelabelRules, Scheme, ScrapeAuth, ScrapeConfigError, ScrapeConfigFile,
-    ScrapeTls, StaticConfig, clean_path, is_valid_label_name, one_line, read_bounded,
+    ScrapeTls, StaticConfig, clean_path, is_valid_label_name, read_bounded,
 };
 use crate::config::{Place, Secret};
 use crate::relabel::RelabelConfig;
+use crate::util::one_line;
 
 /// Prometheus' `tls_config` version names, oldest first.
 const TLS_VERSIONS: [&str; 4] = ["TLS10", "TLS11", "TLS12", "TLS13"];

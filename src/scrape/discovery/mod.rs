@@ -46,9 +46,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::config::{
-    FilePattern, FileSdConfig, JobConfig, is_valid_label_name, one_line, read_bounded,
-};
+use super::config::{FilePattern, FileSdConfig, JobConfig, is_valid_label_name, read_bounded};
+use crate::util::one_line;
 
 /// How often file modification times are checked.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
