@@ -7,7 +7,7 @@
 //! | `GET /metrics` | Prometheus text format 0.0.4 (`exposition.rs`, process figures from `process.rs`) |
 //! | `GET /-/healthy` | `200 OK` while the process runs |
 //! | `GET /-/ready` | `200` once every queue is open, `503` before |
-//! | `GET /api/v1/targets` | the scraper's targets in Prometheus' JSON shape (empty when off) |
+//! | `GET /api/v1/targets` | the scraper's targets in Prometheus' JSON shape, empty when off (`targets_api.rs`) |
 //! | `GET /targets` | the targets grouped by job, with a filter box (`targets.rs`) |
 //! | `POST /-/reload` | re-read the scrape config; 500 with the reason when the new one is refused |
 //!
@@ -30,6 +30,7 @@ mod page;
 mod process;
 mod rates;
 mod targets;
+mod targets_api;
 #[cfg(test)]
 mod tests;
 
@@ -145,14 +146,8 @@ async fn ready(State(a): State<Shared>) -> impl IntoResponse {
 }
 
 async fn targets_json(State(a): State<Shared>) -> impl IntoResponse {
-    let body = match a.source.targets() {
-        Some(view) => view.api_json(),
-        None => serde_json::json!({
-            "status": "success",
-            "data": {"activeTargets": [], "droppedTargets": []}
-        }),
-    };
-    ([NO_STORE], Json(body))
+    let view = a.source.targets();
+    ([NO_STORE], Json(targets_api::render(view.as_deref())))
 }
 
 async fn targets_page(State(a): State<Shared>) -> impl IntoResponse {

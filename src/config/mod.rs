@@ -67,7 +67,9 @@ pub use storage::{
     DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull, REDACTED, Secret,
     StorageConfig, TlsConfig,
 };
-pub use units::{format_duration, format_size, parse_duration, parse_size};
+pub use units::{
+    format_duration, format_go_duration, format_size, parse_duration, parse_go_duration, parse_size,
+};
 
 use file::{FileConfig, Resolver};
 pub(crate) use file::{key_path_of, read_bounded, yaml_parts};

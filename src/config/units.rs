@@ -1,5 +1,7 @@
 //! Parsing of the value syntaxes shared by flags and the YAML file: byte sizes (`512MiB`, `1.5GB`),
-//! Prometheus-style durations (`1m30s`), the listen address and the cluster member number.
+//! Prometheus-style durations (`1m30s`), Go's durations (`1m30.5s`, how Prometheus prints scrape
+//! intervals and reads them back from target labels), the listen address and the cluster member
+//! number.
 //!
 //! Each parser returns a one-line reason on failure; the caller adds the file, line and key.
 //! The serde wrappers at the bottom accept both YAML numbers and strings, so `queue_max_bytes: 1000000`
@@ -159,6 +161,108 @@ pub fn format_duration(duration: Duration) -> String {
         }
     }
     out
+}
+
+/// Formats a duration exactly as Go's `time.Duration.String` does: `0s`, `1.5µs`, `500ms`,
+/// `15s`, `1m0s`, `1m30s`, `1h0m0s`, `1.5s`, with trailing zeros of fractions dropped.
+pub fn format_go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".to_owned();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", fraction(nanos, 3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", fraction(nanos, 6));
+    }
+    let seconds = nanos / 1_000_000_000;
+    let secs_text = fraction(seconds % 60 * 1_000_000_000 + nanos % 1_000_000_000, 9);
+    let minutes = seconds / 60;
+    if minutes == 0 {
+        return format!("{secs_text}s");
+    }
+    let hours = minutes / 60;
+    if hours == 0 {
+        return format!("{minutes}m{secs_text}s");
+    }
+    format!("{hours}h{}m{secs_text}s", minutes % 60)
+}
+
+/// `value / 10^digits` with its fraction, trailing zeros (and a bare point) dropped.
+fn fraction(value: u128, digits: u32) -> String {
+    let scale = 10u128.pow(digits);
+    let (whole, frac) = (value / scale, value % scale);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:0width$}", width = digits as usize);
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
+/// Go's `time.ParseDuration`, for non-negative values.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?}");
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let int_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (int_part, after) = rest.split_at(int_end);
+        let (frac_part, after) = match after.strip_prefix('.') {
+            Some(a) => {
+                let end = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
+                a.split_at(end)
+            }
+            None => ("", after),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(bad());
+        }
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_end);
+        let unit_nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(bad()),
+        };
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| bad())?
+        };
+        let mut part = whole.checked_mul(unit_nanos).ok_or_else(bad)?;
+        if !frac_part.is_empty() {
+            // Enough digits for nanosecond precision; more cannot change the result.
+            let digits = &frac_part[..frac_part.len().min(18)];
+            let frac: u128 = digits.parse().map_err(|_| bad())?;
+            part += frac * unit_nanos / 10u128.pow(digits.len() as u32);
+        }
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = after;
+    }
+    // Go's limit: what fits in an int64 of nanoseconds.
+    let nanos = u64::try_from(total)
+        .ok()
+        .filter(|n| *n <= i64::MAX as u64)
+        .ok_or_else(bad)?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 /// Parses the listen address: `IP:PORT` (`127.0.0.1:8431`, `[::1]:8431`) or `:PORT` for all
@@ -406,6 +510,29 @@ mod tests {
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1.5s").is_err());
+    }
+
+    #[test]
+    fn go_duration_strings_match_go() {
+        // Expected values are what Go's time.Duration.String prints.
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(1_100), "1.1µs"),
+            (Duration::from_micros(2_200), "2.2ms"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_millis(1_500), "1.5s"),
+            (Duration::from_secs(15), "15s"),
+            (Duration::from_secs(60), "1m0s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_millis(90_500), "1m30.5s"),
+            (Duration::from_secs(3_600), "1h0m0s"),
+            (Duration::from_secs(86_400 + 61), "24h1m1s"),
+            (Duration::from_nanos(4_000_000_001), "4.000000001s"),
+        ] {
+            assert_eq!(format_go_duration(d), want, "{d:?}");
+            assert_eq!(parse_go_duration(want), Ok(d), "{want}");
+        }
     }
 
     #[test]

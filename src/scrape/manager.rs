@@ -12,10 +12,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::header::HeaderValue;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -23,7 +22,7 @@ use super::cache::ScrapeCache;
 use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfigFile, ScrapeTls};
 use super::discovery::Discovery;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
-use super::targets::{DroppedTarget, Target, build_targets, go_duration_string};
+use super::targets::{DroppedTarget, Target, build_targets};
 use crate::config::ClusterConfig;
 use crate::forward::Fanout;
 use crate::prompb::Label;
@@ -394,74 +393,9 @@ fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, String> {
     Ok(Some(v))
 }
 
-fn labels_json(labels: &[Label]) -> Value {
-    Value::Object(
-        labels
-            .iter()
-            .map(|l| (l.name.clone(), Value::String(l.value.clone())))
-            .collect(),
-    )
-}
-
-fn rfc3339(unix_ms: Option<u64>) -> String {
-    match unix_ms {
-        Some(ms) => {
-            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
-        }
-        // Prometheus' zero time for "never scraped".
-        None => "0001-01-01T00:00:00Z".to_string(),
-    }
-}
-
-impl TargetsView {
-    /// Prometheus' `/api/v1/targets` response.
-    pub fn api_json(&self) -> Value {
-        let active: Vec<Value> = self
-            .active
-            .iter()
-            .map(|a| {
-                let h = a.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let t = &a.target;
-                json!({
-                    "discoveredLabels": labels_json(&t.discovered_labels),
-                    "labels": labels_json(&t.labels),
-                    "scrapePool": t.job,
-                    "scrapeUrl": t.scrape_url.as_str(),
-                    "globalUrl": t.scrape_url.as_str(),
-                    "lastError": h.last_error,
-                    "lastScrape": rfc3339(h.last_scrape_unix_ms),
-                    "lastScrapeDuration": h.last_scrape_duration.as_secs_f64(),
-                    "lastSamples": h.last_samples,
-                    "health": h.health,
-                    "scrapeInterval": go_duration_string(t.interval),
-                    "scrapeTimeout": go_duration_string(t.timeout),
-                })
-            })
-            .collect();
-        let dropped: Vec<Value> = self
-            .dropped
-            .iter()
-            .map(|d| {
-                json!({
-                    "discoveredLabels": labels_json(&d.discovered_labels),
-                    "scrapePool": d.job,
-                    "reason": d.reason.to_string(),
-                })
-            })
-            .collect();
-        json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn never_scraped_is_prometheus_zero_time() {
-        assert_eq!(rfc3339(None), "0001-01-01T00:00:00Z");
-        assert_eq!(rfc3339(Some(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
-    }
 
     /// The job of a one-job scrape config whose `tls_config` holds `tls` (YAML flow mapping).
     fn job_with_tls(tls: &str) -> JobConfig {

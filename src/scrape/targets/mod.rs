@@ -51,7 +51,7 @@ use xxhash_rust::xxh64::Xxh64;
 use super::config::{GlobalConfig, JobConfig};
 use super::discovery::{META_FILEPATH, TargetGroup};
 use super::sharding;
-use crate::config::{ClusterConfig, parse_duration};
+use crate::config::{ClusterConfig, format_go_duration, parse_duration, parse_go_duration};
 use crate::prompb::Label;
 use crate::relabel;
 
@@ -186,8 +186,8 @@ pub fn build_targets(
         job,
         global,
         cluster,
-        interval: go_duration_string(job.scrape_interval),
-        timeout: go_duration_string(job.scrape_timeout),
+        interval: format_go_duration(job.scrape_interval),
+        timeout: format_go_duration(job.scrape_timeout),
     };
     let mut set = TargetSet {
         job: job.job_name.clone(),
@@ -451,8 +451,8 @@ fn intervals(labels: &[Label]) -> Result<(Duration, Duration), String> {
     if timeout > interval {
         return Err(format!(
             "__scrape_timeout__ {} is longer than __scrape_interval__ {}",
-            go_duration_string(timeout),
-            go_duration_string(interval)
+            format_go_duration(timeout),
+            format_go_duration(interval)
         ));
     }
     Ok((interval, timeout))
@@ -495,46 +495,6 @@ fn split_host_port(s: &str) -> Result<(&str, &str), ()> {
     Ok((host, port))
 }
 
-/// Formats a duration exactly as Go's `time.Duration.String` does: `0s`, `1.5µs`, `500ms`,
-/// `15s`, `1m0s`, `1m30s`, `1h0m0s`, `1.5s`, with trailing zeros of fractions dropped.
-pub fn go_duration_string(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".to_owned();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", fraction(nanos, 3));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", fraction(nanos, 6));
-    }
-    let seconds = nanos / 1_000_000_000;
-    let secs_text = fraction(seconds % 60 * 1_000_000_000 + nanos % 1_000_000_000, 9);
-    let minutes = seconds / 60;
-    if minutes == 0 {
-        return format!("{secs_text}s");
-    }
-    let hours = minutes / 60;
-    if hours == 0 {
-        return format!("{minutes}m{secs_text}s");
-    }
-    format!("{hours}h{}m{secs_text}s", minutes % 60)
-}
-
-/// `value / 10^digits` with its fraction, trailing zeros (and a bare point) dropped.
-fn fraction(value: u128, digits: u32) -> String {
-    let scale = 10u128.pow(digits);
-    let (whole, frac) = (value / scale, value % scale);
-    if frac == 0 {
-        return whole.to_string();
-    }
-    let frac = format!("{frac:0width$}", width = digits as usize);
-    format!("{whole}.{}", frac.trim_end_matches('0'))
-}
-
 /// Reads a duration written either Prometheus' way (`1m30s`, `2d`) or Go's (`1m30.5s`,
 /// `1h0m0s`, `1.5s`, `250ms`, `10µs`); negative durations are refused.
 pub fn parse_label_duration(text: &str) -> Result<Duration, String> {
@@ -542,68 +502,6 @@ pub fn parse_label_duration(text: &str) -> Result<Duration, String> {
         return Ok(d);
     }
     parse_go_duration(text)
-}
-
-/// Go's `time.ParseDuration`, for non-negative values.
-fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let int_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (int_part, after) = rest.split_at(int_end);
-        let (frac_part, after) = match after.strip_prefix('.') {
-            Some(a) => {
-                let end = a.find(|c: char| !c.is_ascii_digit()).unwrap_or(a.len());
-                a.split_at(end)
-            }
-            None => ("", after),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(bad());
-        }
-        let unit_end = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_end);
-        let unit_nanos: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| bad())?
-        };
-        let mut part = whole.checked_mul(unit_nanos).ok_or_else(bad)?;
-        if !frac_part.is_empty() {
-            // Enough digits for nanosecond precision; more cannot change the result.
-            let digits = &frac_part[..frac_part.len().min(18)];
-            let frac: u128 = digits.parse().map_err(|_| bad())?;
-            part += frac * unit_nanos / 10u128.pow(digits.len() as u32);
-        }
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = after;
-    }
-    // Go's limit: what fits in an int64 of nanoseconds.
-    let nanos = u64::try_from(total)
-        .ok()
-        .filter(|n| *n <= i64::MAX as u64)
-        .ok_or_else(bad)?;
-    Ok(Duration::from_nanos(nanos))
 }
 
 #[cfg(test)]

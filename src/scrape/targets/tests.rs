@@ -225,30 +225,7 @@ fn target_id_is_stable_and_duplicates_are_listed_once() {
 }
 
 #[test]
-fn go_duration_strings_match_go() {
-    // Expected values are what Go's time.Duration.String prints.
-    for (d, want) in [
-        (Duration::ZERO, "0s"),
-        (Duration::from_nanos(1), "1ns"),
-        (Duration::from_nanos(1_100), "1.1µs"),
-        (Duration::from_micros(2_200), "2.2ms"),
-        (Duration::from_millis(500), "500ms"),
-        (Duration::from_millis(1_500), "1.5s"),
-        (Duration::from_secs(15), "15s"),
-        (Duration::from_secs(60), "1m0s"),
-        (Duration::from_secs(90), "1m30s"),
-        (Duration::from_millis(90_500), "1m30.5s"),
-        (Duration::from_secs(3_600), "1h0m0s"),
-        (Duration::from_secs(86_400 + 61), "24h1m1s"),
-        (Duration::from_nanos(4_000_000_001), "4.000000001s"),
-    ] {
-        assert_eq!(go_duration_string(d), want, "{d:?}");
-        assert_eq!(parse_label_duration(want), Ok(d), "{want}");
-    }
-}
-
-#[test]
-fn go_duration_parsing_accepts_go_forms_and_refuses_junk() {
+fn label_durations_accept_go_and_prometheus_forms_and_refuse_junk() {
     assert_eq!(
         parse_label_duration("1h30m"),
         Ok(Duration::from_secs(5_400))
@@ -328,8 +305,8 @@ fn shard_key_is_vmagent_labels_after_relabeling_without_meta_labels() {
         job: &j,
         global: &global,
         cluster: &single(),
-        interval: go_duration_string(j.scrape_interval),
-        timeout: go_duration_string(j.scrape_timeout),
+        interval: format_go_duration(j.scrape_interval),
+        timeout: format_go_duration(j.scrape_timeout),
     };
     let discovered = ctx.discovered_labels(&g, "h:1");
     let key = sharding::shard_key(&ctx.vmagent_key_labels(&g, "h:1", &discovered, &[]));
