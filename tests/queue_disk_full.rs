@@ -12,7 +12,7 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use promrelay::queue::{Faults, Options, Queue, QueueError, SyncPolicy};
+use promrelay::queue::{Faults, Op, Options, Queue, QueueError, SyncPolicy};
 
 /// Taken (shared) by every test that opens a queue, and exclusively by a test while it spawns a
 /// process (`mount`, `umount`): a child inherits the queue's lock-file descriptor between fork and
@@ -85,9 +85,9 @@ impl Faults for Disk {
         Some((written, io::Error::from(io::ErrorKind::StorageFull)))
     }
 
-    fn before_sync(&self, path: &Path) -> Option<io::Error> {
+    fn check(&self, op: Op, path: &Path) -> Option<io::Error> {
         let mut s = self.state.lock().unwrap();
-        if s.failing_syncs > 0 && path.extension().is_some_and(|x| x == "chunk") {
+        if op == Op::Sync && s.failing_syncs > 0 && path.extension().is_some_and(|x| x == "chunk") {
             s.failing_syncs -= 1;
             return Some(io::Error::other("injected fsync failure (EIO)"));
         }

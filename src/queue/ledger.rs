@@ -2,8 +2,6 @@
 //! persisted read position (written before acknowledged chunk files are deleted), and the figures.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use tracing::{debug, warn};
@@ -68,7 +66,7 @@ impl Inner {
         }
         for c in &doomed {
             let path = self.dir.join(format::chunk_file_name(*c));
-            match std::fs::remove_file(&path) {
+            match self.io.remove_file(&path) {
                 Ok(()) => debug!(file = %path.display(), "queue chunk fully acknowledged; deleted"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => warn!(file = %path.display(), error = %e, "could not delete queue chunk"),
@@ -117,9 +115,10 @@ impl Inner {
             .find(|(_, start, end)| start < end);
         drop(s);
         out.oldest_pending_unix_ms = first.and_then(|(c, start, end)| {
-            let f = File::open(self.dir.join(format::chunk_file_name(c))).ok()?;
+            let path = self.dir.join(format::chunk_file_name(c));
+            let f = self.io.open(&path, false).ok()?;
             let mut h = [0u8; FRAME_HEADER_LEN];
-            f.read_exact_at(&mut h, start).ok()?;
+            self.io.read_exact_at(&f, &path, &mut h, start).ok()?;
             format::decode_frame_header(&h, MAX_FRAME_PAYLOAD, end - start)
                 .map(|fh| fh.written_unix_ms)
         });

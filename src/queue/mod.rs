@@ -51,10 +51,10 @@ mod writer;
 
 pub use error::QueueError;
 pub use format::{CHUNK_HEADER_LEN, FRAME_HEADER_LEN, MAX_FRAME_PAYLOAD};
-pub use io::Faults;
+pub use io::{Faults, Op};
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -113,7 +113,7 @@ pub struct Options {
     pub sync: SyncPolicy,
     /// Largest block accepted by `append`, and the largest length recovery believes.
     pub max_block_bytes: u32,
-    /// Test hook: inject write and fsync failures.
+    /// Test hook: make any file operation fail, or a write tear (see [`Faults`]).
     pub faults: Option<Arc<dyn Faults>>,
 }
 
@@ -258,19 +258,18 @@ impl Queue {
             opts.chunk_bytes = opts.chunk_bytes.min(max / 8).max(MIN_CHUNK_BYTES);
         }
         opts.max_block_bytes = opts.max_block_bytes.min(MAX_FRAME_PAYLOAD);
-        std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+        let io = Io::new(opts.faults.clone());
+        io.create_dir_all(&dir)
+            .map_err(io_err("create directory", &dir))?;
         let lock_path = dir.join(LOCK_FILE);
-        let lock_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
+        let lock_file = io
+            .open_lock_file(&lock_path)
             .map_err(io_err("open", &lock_path))?;
         // A child process this one starts holds a copy of the lock's file description between
         // fork and exec, so a lock just released may look held for a moment: retry briefly.
         let deadline = std::time::Instant::now() + Duration::from_millis(500);
         loop {
-            match lock_file.try_lock() {
+            match io.try_lock(&lock_file, &lock_path) {
                 Ok(()) => break,
                 Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
@@ -284,7 +283,6 @@ impl Queue {
                 Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lock_path)(e)),
             }
         }
-        let io = Io::new(opts.faults.clone());
         let recovered = recover(&dir, &opts, &io)?;
         let inner = Arc::new(Inner {
             dir,

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use bytes::Bytes;
 use tracing::warn;
 
 use super::error::io_err;
+use super::io::Io;
 use super::{
     Block, BlockId, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Inner, Pos, QueueError, format, lock,
 };
@@ -63,7 +64,7 @@ impl Inner {
             let offset = r.read.offset;
             let path = self.dir.join(format::chunk_file_name(chunk));
             if r.file.as_ref().map(|(c, _)| *c) != Some(chunk) {
-                match File::open(&path) {
+                match self.io.open(&path, false) {
                     Ok(f) => r.file = Some((chunk, f)),
                     Err(e) => {
                         warn!(file = %path.display(), error = %e, "queue chunk unreadable; skipping it");
@@ -78,7 +79,15 @@ impl Inner {
             let Some((_, file)) = r.file.as_ref() else {
                 continue;
             };
-            match read_frame(file, chunk, offset, end, self.opts.max_block_bytes) {
+            match read_frame(
+                &self.io,
+                file,
+                &path,
+                chunk,
+                offset,
+                end,
+                self.opts.max_block_bytes,
+            ) {
                 Ok(Some((header, payload))) => {
                     let next = Pos {
                         chunk,
@@ -100,8 +109,14 @@ impl Inner {
                     }));
                 }
                 Ok(None) => {
-                    let resume = resync(file, chunk, offset, end, self.opts.max_block_bytes)
-                        .map_err(io_err("read", &path))?;
+                    let resume = resync(
+                        &self.io,
+                        file,
+                        &path,
+                        (chunk, offset, end),
+                        self.opts.max_block_bytes,
+                    )
+                    .map_err(io_err("read", &path))?;
                     warn!(
                         file = %path.display(),
                         offset,
@@ -193,7 +208,9 @@ impl Inner {
 
 /// Reads and checks the frame at `offset`; `Ok(None)` when it is damaged.
 fn read_frame(
+    io: &Io,
     file: &File,
+    path: &Path,
     chunk: u64,
     offset: u64,
     end: u64,
@@ -203,12 +220,12 @@ fn read_frame(
     if end - offset < FRAME_HEADER_LEN as u64 {
         return Ok(None);
     }
-    file.read_exact_at(&mut h, offset)?;
+    io.read_exact_at(file, path, &mut h, offset)?;
     let Some(header) = format::decode_frame_header(&h, max_block, end - offset) else {
         return Ok(None);
     };
     let mut payload = vec![0u8; header.len as usize];
-    file.read_exact_at(&mut payload, offset + FRAME_HEADER_LEN as u64)?;
+    io.read_exact_at(file, path, &mut payload, offset + FRAME_HEADER_LEN as u64)?;
     if !format::frame_crc_ok(chunk, &h, &payload) {
         return Ok(None);
     }
@@ -216,9 +233,15 @@ fn read_frame(
 }
 
 /// The offset of the first valid frame after damage at `offset`, or `end` when none follows.
-fn resync(file: &File, chunk: u64, offset: u64, end: u64, max_block: u32) -> std::io::Result<u64> {
+fn resync(
+    io: &Io,
+    file: &File,
+    path: &Path,
+    (chunk, offset, end): (u64, u64, u64),
+    max_block: u32,
+) -> std::io::Result<u64> {
     let mut buf = vec![0u8; (end - offset) as usize];
-    file.read_exact_at(&mut buf, offset)?;
+    io.read_exact_at(file, path, &mut buf, offset)?;
     Ok(format::find_next_frame(chunk, &buf, 1, max_block)
         .map(|f| offset + f.at as u64)
         .unwrap_or(end))

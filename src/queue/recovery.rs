@@ -3,8 +3,6 @@
 //! chunk appends go to. Only I/O errors on the directory itself fail it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,9 +28,7 @@ pub(super) struct Recovered {
 pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, QueueError> {
     let mut stats = Stats::default();
     let mut seqs = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err("list", dir))? {
-        let entry = entry.map_err(io_err("list", dir))?;
-        let name = entry.file_name();
+    for name in io.list_dir(dir).map_err(io_err("list", dir))? {
         let Some(name) = name.to_str() else { continue };
         if let Some(seq) = format::parse_chunk_file_name(name) {
             seqs.push(seq);
@@ -41,7 +37,7 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
     seqs.sort_unstable();
 
     let pos_path = dir.join(POSITION_FILE);
-    let position = match std::fs::read(&pos_path) {
+    let position = match io.read_file(&pos_path) {
         Ok(bytes) => match format::decode_position(&bytes) {
             Some((chunk, offset)) => Some(Pos { chunk, offset }),
             None => {
@@ -68,7 +64,7 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
     if let Some(p) = position {
         for &seq in seqs.iter().filter(|&&s| s < p.chunk) {
             let path = dir.join(format::chunk_file_name(seq));
-            let _ = std::fs::remove_file(&path);
+            let _ = io.remove_file(&path);
         }
         seqs.retain(|&s| s >= p.chunk);
     }
@@ -78,23 +74,23 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
     let last_seq = seqs.last().copied();
     seqs.retain(|&seq| {
         let path = dir.join(format::chunk_file_name(seq));
-        match junk(&path, seq, opts.max_block_bytes) {
+        match junk(io, &path, seq, opts.max_block_bytes) {
             None => true,
             Some(len) if len < CHUNK_HEADER_LEN && Some(seq) == last_seq => {
                 // A crash between creating the next chunk and writing its header: a torn
                 // rollover, not damage.
                 debug!(file = %path.display(), "queue chunk was created but never written; removing it");
                 stats.torn_tail_bytes += len;
-                let _ = std::fs::remove_file(&path);
+                let _ = io.remove_file(&path);
                 false
             }
             Some(_) => {
                 let aside = path.with_extension("chunk.damaged");
                 warn!(file = %path.display(), moved_to = %aside.display(), "queue chunk holds nothing valid; moving it aside");
                 stats.chunks_skipped += 1;
-                if let Err(e) = std::fs::rename(&path, &aside) {
+                if let Err(e) = io.rename(&path, &aside) {
                     warn!(file = %path.display(), error = %e, "could not move the damaged chunk aside; removing it");
-                    let _ = std::fs::remove_file(&path);
+                    let _ = io.remove_file(&path);
                 }
                 false
             }
@@ -138,9 +134,9 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
     // Appends go to the last chunk if it is healthy, else to a new one.
     let reuse = chunks.iter().next_back().and_then(|(&seq, m)| {
         let path = dir.join(format::chunk_file_name(seq));
-        let file = OpenOptions::new().read(true).write(true).open(&path).ok()?;
+        let file = io.open(&path, true).ok()?;
         let mut h = [0u8; CHUNK_HEADER_LEN as usize];
-        file.read_exact_at(&mut h, 0).ok()?;
+        io.read_exact_at(&file, &path, &mut h, 0).ok()?;
         let header = format::decode_chunk_header(&h)?;
         (Some(seq) == last && header.seq == seq && m.end < opts.chunk_bytes)
             .then_some((seq, file, path, m.end))
@@ -204,17 +200,17 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
 
 /// `Some(file length)` when a chunk file holds nothing recoverable: no intact header naming
 /// `seq` and no valid frame. Read-only; an unreadable file is left to the scan (which skips it).
-pub(super) fn junk(path: &Path, seq: u64, max_block: u32) -> Option<u64> {
-    let file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
+pub(super) fn junk(io: &Io, path: &Path, seq: u64, max_block: u32) -> Option<u64> {
+    let file = io.open(path, false).ok()?;
+    let len = io.len(&file, path).ok()?;
     let mut h = [0u8; CHUNK_HEADER_LEN as usize];
-    if file.read_exact_at(&mut h, 0).is_ok()
+    if io.read_exact_at(&file, path, &mut h, 0).is_ok()
         && format::decode_chunk_header(&h).is_some_and(|header| header.seq == seq)
     {
         return None;
     }
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut buf, 0).ok()?;
+    io.read_exact_at(&file, path, &mut buf, 0).ok()?;
     match format::find_next_frame(seq, &buf, 0, max_block) {
         Some(_) => None,
         None => Some(len),
@@ -233,8 +229,8 @@ pub(super) fn scan_chunk(
     io: &Io,
     stats: &mut Stats,
 ) -> std::io::Result<ChunkMeta> {
-    let file = OpenOptions::new().read(true).write(is_head).open(path)?;
-    let len = file.metadata()?.len();
+    let file = io.open(path, is_head)?;
+    let len = io.len(&file, path)?;
     let mut meta = ChunkMeta {
         end: len,
         ..ChunkMeta::default()
@@ -247,7 +243,7 @@ pub(super) fn scan_chunk(
         let mut off = from;
         let mut h = [0u8; FRAME_HEADER_LEN];
         while off + FRAME_HEADER_LEN as u64 <= len {
-            file.read_exact_at(&mut h, off)?;
+            io.read_exact_at(&file, path, &mut h, off)?;
             match format::decode_frame_header(&h, max, len - off) {
                 Some(fh) => {
                     meta.blocks += 1;
@@ -262,7 +258,7 @@ pub(super) fn scan_chunk(
         }
         // Damage: count what is still valid after it (the reader will skip and count the damage).
         let mut buf = vec![0u8; (len - off) as usize];
-        file.read_exact_at(&mut buf, off)?;
+        io.read_exact_at(&file, path, &mut buf, off)?;
         let mut at = 0;
         while let Some(f) = format::find_next_frame(seq, &buf, at, max) {
             meta.blocks += 1;
@@ -272,7 +268,7 @@ pub(super) fn scan_chunk(
         return Ok(meta);
     }
     let mut buf = vec![0u8; (len - from) as usize];
-    file.read_exact_at(&mut buf, from)?;
+    io.read_exact_at(&file, path, &mut buf, from)?;
     let mut at = 0usize;
     let mut valid_end = 0usize;
     while let Some(f) = format::find_next_frame(seq, &buf, at, max) {
@@ -285,7 +281,7 @@ pub(super) fn scan_chunk(
     if valid_end < len {
         let cut = valid_end.max(CHUNK_HEADER_LEN.min(len));
         warn!(file = %path.display(), offset = cut, bytes = len - cut, "queue chunk has a torn tail; cutting it off");
-        file.set_len(cut)?;
+        io.set_len(&file, path, cut)?;
         if opts.sync != SyncPolicy::Never {
             io.sync(&file, path)?;
         }

@@ -1,7 +1,7 @@
 //! The writing side: append with group commit, the size cap (drop oldest or refuse), rollover to a
 //! new chunk file, and creating chunk files.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -45,7 +45,8 @@ impl Inner {
         let mut w = lock(&self.writer);
         if w.needs_truncate {
             let (file, path, offset) = (Arc::clone(&w.file), w.path.clone(), w.offset);
-            file.set_len(offset)
+            self.io
+                .set_len(&file, &path, offset)
                 .map_err(|e| self.write_failed("cut back", &path, e))?;
             w.needs_truncate = false;
         }
@@ -62,7 +63,7 @@ impl Inner {
         if let Err(e) = res {
             // Cut the torn bytes off so nothing half-written is ever read; if even that fails,
             // the next append tries again before writing.
-            w.needs_truncate = w.file.set_len(offset).is_err();
+            w.needs_truncate = self.io.set_len(&w.file, &w.path, offset).is_err();
             return Err(self.write_failed("write", &w.path, e));
         }
         w.offset += frame_len;
@@ -240,12 +241,7 @@ pub(super) fn create_chunk(
     sync: SyncPolicy,
 ) -> Result<(File, PathBuf), QueueError> {
     let path = dir.join(format::chunk_file_name(chunk));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io_err("create", &path))?;
+    let file = io.create_new(&path).map_err(io_err("create", &path))?;
     let header = format::encode_chunk_header(chunk, now_ms());
     let written = io
         .write_all_at(&file, &path, 0, &header)
@@ -260,7 +256,7 @@ pub(super) fn create_chunk(
     if let Err(e) = written {
         // Leave no half-made chunk behind, or the next rollover would find its name taken.
         drop(file);
-        let _ = std::fs::remove_file(&path);
+        let _ = io.remove_file(&path);
         return Err(e);
     }
     Ok((file, path))
