@@ -275,6 +275,15 @@ impl Io {
     }
 }
 
+/// The path is no chunk file to read: it is gone, or it is a directory. Any other error (EIO,
+/// EMFILE, permissions) may pass, so what the file holds must not be given up on.
+pub(crate) fn is_not_a_file(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::IsADirectory
+    )
+}
+
 /// "No space left on device" or "quota exceeded".
 pub(crate) fn is_no_space(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull || matches!(e.raw_os_error(), Some(28) | Some(122))

@@ -11,9 +11,15 @@
 //!   acknowledged blocks, so after a crash nothing unacknowledged is lost and at most the blocks
 //!   acknowledged since the last position write come again (at-least-once).
 //! - Opening never fails because of what the files contain: a torn tail is cut off, a damaged block is
-//!   skipped and counted and reading resumes at the next valid block of the same file, a missing or
-//!   unreadable chunk is skipped and counted, a damaged position file falls back to a scan from the
-//!   oldest chunk. Only I/O errors on the directory itself or the lock stop an open.
+//!   skipped and counted and reading resumes at the next valid block of the same file, a missing
+//!   chunk (or a directory with a chunk's name) is skipped and counted, a damaged position file falls back to a scan from the oldest
+//!   chunk. Only I/O errors stop an open (on the directory, the lock, or reading a chunk file):
+//!   skipping a chunk that could not be read would let the position pass it and delete it unsent,
+//!   so the open fails and succeeds again once the fault is gone. [`Queue::read`] likewise returns
+//!   an I/O error, and skips nothing, until the chunk can be read.
+//! - Every file operation goes through `io.rs`, so tests fail any of them at any step
+//!   (`tests/queue_faults.rs`): none panics, wedges the queue or loses a block whose append
+//!   returned Ok, and the queue heals when the fault goes away.
 //! - A failed write leaves nothing visible: the file is cut back to where it was. A failed fsync
 //!   (under [`SyncPolicy::Always`]) fails the append, but the block was written and may still be
 //!   delivered: a client retrying it makes a duplicate (at-least-once), never a loss.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use super::error::io_err;
-use super::io::Io;
+use super::io::{Io, is_not_a_file};
 use super::{
     Block, BlockId, CHUNK_HEADER_LEN, FRAME_HEADER_LEN, Inner, Pos, QueueError, format, lock,
 };
@@ -66,14 +66,17 @@ impl Inner {
             if r.file.as_ref().map(|(c, _)| *c) != Some(chunk) {
                 match self.io.open(&path, false) {
                     Ok(f) => r.file = Some((chunk, f)),
-                    Err(e) => {
-                        warn!(file = %path.display(), error = %e, "queue chunk unreadable; skipping it");
+                    Err(e) if is_not_a_file(&e) => {
+                        warn!(file = %path.display(), error = %e, "queue chunk missing; skipping it");
                         lock(&self.shared).stats.chunks_skipped += 1;
                         let to = next_chunk.unwrap_or(chunk + 1);
                         self.forget_chunk(chunk);
                         self.skip_to_chunk(&mut r, to);
                         continue;
                     }
+                    // Any other error may pass (EIO, EMFILE): skipping the chunk would let the
+                    // acknowledged position pass it and its blocks be deleted unsent.
+                    Err(e) => return Err(io_err("open", &path)(e)),
                 }
             }
             let Some((_, file)) = r.file.as_ref() else {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 
 use super::error::io_err;
-use super::io::Io;
+use super::io::{Io, is_not_a_file};
 use super::writer::{Writer, create_chunk};
 use super::{
     CHUNK_HEADER_LEN, ChunkMeta, FRAME_HEADER_LEN, Options, POSITION_FILE, Pos, QueueError, Stats,
@@ -124,10 +124,14 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
                 });
                 chunks.insert(seq, meta);
             }
-            Err(e) => {
-                warn!(file = %path.display(), error = %e, "queue chunk unreadable; skipping it");
+            Err(e) if is_not_a_file(&e) => {
+                warn!(file = %path.display(), error = %e, "queue chunk is not a file; skipping it");
                 stats.chunks_skipped += 1;
             }
+            // Skipping a chunk that could not be read (EIO, ENOMEM...) would let the position
+            // pass it and the next open delete it: a transient fault would lose its blocks. Fail
+            // the open instead; it heals when the fault goes away.
+            Err(e) => return Err(io_err("read", &path)(e)),
         }
     }
 

@@ -241,7 +241,15 @@ pub(super) fn create_chunk(
     sync: SyncPolicy,
 ) -> Result<(File, PathBuf), QueueError> {
     let path = dir.join(format::chunk_file_name(chunk));
-    let file = io.create_new(&path).map_err(io_err("create", &path))?;
+    let file = match io.create_new(&path) {
+        // No chunk lives past the head: a file with the next name is one a failed rollover
+        // made and could not remove (the next open would remove it too). Replace it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            io.remove_file(&path).and_then(|()| io.create_new(&path))
+        }
+        other => other,
+    }
+    .map_err(io_err("create", &path))?;
     let header = format::encode_chunk_header(chunk, now_ms());
     let written = io
         .write_all_at(&file, &path, 0, &header)
@@ -254,7 +262,7 @@ pub(super) fn create_chunk(
             Ok(())
         });
     if let Err(e) = written {
-        // Leave no half-made chunk behind, or the next rollover would find its name taken.
+        // Leave no half-made chunk behind (should this fail, the next attempt replaces it).
         drop(file);
         let _ = io.remove_file(&path);
         return Err(e);
