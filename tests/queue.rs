@@ -5,59 +5,32 @@ use std::time::Duration;
 
 use promrelay::queue::{FullPolicy, Options, Queue, QueueError, SyncPolicy};
 
+#[path = "common/queue.rs"]
+mod queue_helpers;
+
+use queue_helpers::{block, chunk_paths, options, read_and_ack_all};
+
 fn small() -> Options {
-    Options {
-        chunk_bytes: 4096,
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
-
-fn block(i: u32, len: usize) -> Vec<u8> {
-    let mut v = i.to_le_bytes().to_vec();
-    v.resize(len.max(4), (i % 251) as u8);
-    v
-}
-
-fn read_all(q: &Queue) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    while let Some(b) = q.read().expect("read") {
-        out.push(b.payload.to_vec());
-        q.ack(b.id);
-    }
-    out
-}
-
-fn chunk_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .expect("list")
-        .filter(|e| {
-            e.as_ref()
-                .map(|e| e.file_name().to_string_lossy().ends_with(".chunk"))
-                .unwrap_or(false)
-        })
-        .count()
+    options(4096, SyncPolicy::Never)
 }
 
 #[test]
 fn blocks_come_back_in_append_order() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), small()).unwrap();
-    let want: Vec<Vec<u8>> = (0..100).map(|i| block(i, 100)).collect();
-    for b in &want {
-        q.append(b, 1).unwrap();
+    for i in 0..100 {
+        q.append(&block(i, 100), 1).unwrap();
     }
-    assert_eq!(read_all(&q), want);
+    assert_eq!(read_and_ack_all(&q), (0..100).collect::<Vec<u32>>());
 }
 
 #[test]
 fn unacknowledged_blocks_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let want: Vec<Vec<u8>> = (0..50).map(|i| block(i, 300)).collect();
     {
         let q = Queue::open(dir.path(), small()).unwrap();
-        for b in &want {
-            q.append(b, 1).unwrap();
+        for i in 0..50 {
+            q.append(&block(i, 300), 1).unwrap();
         }
         // Read some without acknowledging.
         for _ in 0..10 {
@@ -65,7 +38,7 @@ fn unacknowledged_blocks_survive_reopen() {
         }
     }
     let q = Queue::open(dir.path(), small()).unwrap();
-    assert_eq!(read_all(&q), want);
+    assert_eq!(read_and_ack_all(&q), (0..50).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -83,8 +56,7 @@ fn acknowledged_blocks_do_not_come_back_after_close() {
         q.close().unwrap();
     }
     let q = Queue::open(dir.path(), small()).unwrap();
-    let got = read_all(&q);
-    assert_eq!(got, (15..20).map(|i| block(i, 500)).collect::<Vec<_>>());
+    assert_eq!(read_and_ack_all(&q), (15..20).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -104,8 +76,7 @@ fn position_moves_only_over_a_gap_free_acknowledged_prefix() {
         q.close().unwrap();
     }
     let q = Queue::open(dir.path(), small()).unwrap();
-    let got = read_all(&q);
-    assert_eq!(got, (1..5).map(|i| block(i, 10)).collect::<Vec<_>>());
+    assert_eq!(read_and_ack_all(&q), (1..5).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -115,10 +86,10 @@ fn rollover_creates_new_chunks_and_acknowledged_ones_are_deleted() {
     for i in 0..40 {
         q.append(&block(i, 1000), 1).unwrap();
     }
-    assert!(chunk_files(dir.path()) >= 10);
-    assert_eq!(read_all(&q).len(), 40);
+    assert!(chunk_paths(dir.path()).len() >= 10);
+    assert_eq!(read_and_ack_all(&q).len(), 40);
     q.flush().unwrap();
-    assert_eq!(chunk_files(dir.path()), 1);
+    assert_eq!(chunk_paths(dir.path()).len(), 1);
     assert_eq!(q.stats().pending_bytes, 0);
 }
 
@@ -157,15 +128,10 @@ fn size_cap_drops_the_oldest_data_and_counts_it() {
     assert!(st.pending_bytes <= 64 * 1024, "{st:?}");
     assert!(st.dropped_blocks > 0);
     assert_eq!(st.dropped_items, st.dropped_blocks * 7);
-    let got = read_all(&q);
+    let got = read_and_ack_all(&q);
     assert_eq!(got.len() as u64 + st.dropped_blocks, 200);
     // What is left is the newest data, in order.
-    assert_eq!(got.last().unwrap(), &block(199, 1000));
-    let first = u32::from_le_bytes(got[0][..4].try_into().unwrap());
-    assert_eq!(
-        got,
-        (first..200).map(|i| block(i, 1000)).collect::<Vec<_>>()
-    );
+    assert_eq!(got, (got[0]..200).collect::<Vec<u32>>());
 }
 
 #[test]
@@ -189,7 +155,7 @@ fn reject_policy_refuses_appends_at_the_cap() {
     };
     assert!(err.is_full(), "{err}");
     assert_eq!(q.stats().dropped_blocks, 0);
-    assert_eq!(read_all(&q).len() as u32, accepted);
+    assert_eq!(read_and_ack_all(&q).len() as u32, accepted);
     // Once drained, appends are accepted again.
     q.append(&block(0, 1000), 1).unwrap();
 }
@@ -242,8 +208,8 @@ fn rewind_hands_out_unacknowledged_blocks_again() {
     q.read().unwrap().unwrap();
     q.rewind();
     assert_eq!(
-        read_all(&q),
-        vec![block(1, 10), block(2, 10)],
+        read_and_ack_all(&q),
+        vec![1, 2],
         "rewind restarts after the acknowledged prefix"
     );
 }
@@ -275,15 +241,11 @@ fn concurrent_appends_under_always_all_arrive() {
     for t in threads {
         t.join().unwrap();
     }
-    let got = read_all(&q);
+    let got = read_and_ack_all(&q);
     assert_eq!(got.len(), 400);
     // Each thread's blocks are in that thread's order.
     for t in 0..8u32 {
-        let mine: Vec<u32> = got
-            .iter()
-            .map(|b| u32::from_le_bytes(b[..4].try_into().unwrap()))
-            .filter(|v| v / 1000 == t)
-            .collect();
+        let mine: Vec<u32> = got.iter().copied().filter(|v| v / 1000 == t).collect();
         assert_eq!(mine, (0..50).map(|i| t * 1000 + i).collect::<Vec<_>>());
     }
 }
@@ -330,7 +292,7 @@ fn append_is_quick_only_while_the_block_fits_the_current_chunk_without_fsync() {
         q.append(&block(1, 500), 1).unwrap();
     }
     assert_eq!(
-        chunk_files(dir.path()),
+        chunk_paths(dir.path()).len(),
         1,
         "quick appends never rolled over"
     );
@@ -357,12 +319,12 @@ fn a_quick_append_never_rolls_over_or_drops_for_the_cap() {
     for i in 0..300 {
         let len = 100 + (i as usize * 37) % 900;
         let quick = q.append_is_quick(len);
-        let (chunks, before) = (chunk_files(dir.path()), q.stats().dropped_blocks);
+        let (chunks, before) = (chunk_paths(dir.path()).len(), q.stats().dropped_blocks);
         q.append(&block(i, len), 1).unwrap();
         let after = q.stats().dropped_blocks;
         if quick {
             assert_eq!(
-                chunk_files(dir.path()),
+                chunk_paths(dir.path()).len(),
                 chunks,
                 "append {i} was quick but rolled over"
             );

@@ -11,48 +11,28 @@
 
 use std::path::{Path, PathBuf};
 
-use promrelay::queue::{Options, Queue, Stats, SyncPolicy};
+use promrelay::queue::{Options, Queue, SyncPolicy};
+use queue_helpers::{
+    Rng, block, chunk_paths, chunk_seq, copy_queue, index_of, reopen_and_read_all,
+};
+
+#[path = "common/queue.rs"]
+mod queue_helpers;
 
 const HEADER: u64 = 32;
 const FRAME_HEADER: u64 = 24;
 const FRAME_MAGIC: [u8; 4] = [0x0C, 0xB1, 0xC7, 0x5E];
 
-fn options(chunk_bytes: u64) -> Options {
-    Options {
-        chunk_bytes,
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
-}
-
-/// Block `i`: its index, then 16..300 bytes derived from it.
+/// Block `i` of 24..308 bytes, its length derived from it.
 fn payload(i: u32) -> Vec<u8> {
-    let len = 16 + (i.wrapping_mul(2_654_435_761) >> 8) % 285;
-    let mut v = i.to_le_bytes().to_vec();
-    v.extend((0..len).map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8));
-    v
+    block(
+        i,
+        24 + ((i.wrapping_mul(2_654_435_761) >> 8) % 285) as usize,
+    )
 }
 
-fn index_of(p: &[u8]) -> u32 {
-    let i = u32::from_le_bytes(p[..4].try_into().expect("4 bytes"));
-    assert_eq!(p, payload(i), "garbage block: {} bytes", p.len());
-    i
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
+fn options(chunk_bytes: u64) -> Options {
+    queue_helpers::options(chunk_bytes, SyncPolicy::Never)
 }
 
 /// Appends blocks `0..n` to a new queue in `dir` and closes it.
@@ -62,51 +42,6 @@ fn build(dir: &Path, n: u32, chunk_bytes: u64) {
         q.append(&payload(i), 1).expect("append");
     }
     q.close().expect("close");
-}
-
-/// Copies a closed queue's files (not its lock) into a fresh directory.
-fn copy_queue(from: &Path) -> tempfile::TempDir {
-    let to = tempfile::tempdir().expect("temp dir");
-    for e in std::fs::read_dir(from).expect("list") {
-        let e = e.expect("entry");
-        if e.file_name() != "lock" {
-            std::fs::copy(e.path(), to.path().join(e.file_name())).expect("copy");
-        }
-    }
-    to
-}
-
-/// Reopens the queue, reads every block (acknowledging it), and returns the indices and the stats.
-fn reopen_and_read_all(dir: &Path, chunk_bytes: u64) -> (Vec<u32>, Stats) {
-    let q = Queue::open(dir, options(chunk_bytes)).expect("open must not fail on damaged files");
-    let got = read_all(&q);
-    let stats = q.stats();
-    q.close().expect("close");
-    (got, stats)
-}
-
-fn read_all(q: &Queue) -> Vec<u32> {
-    let mut got = Vec::new();
-    while let Some(b) = q.read().expect("read") {
-        got.push(index_of(&b.payload));
-        q.ack(b.id);
-    }
-    got
-}
-
-fn chunk_paths(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "chunk"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn chunk_seq(path: &Path) -> u64 {
-    let stem = path.file_stem().and_then(|s| s.to_str()).expect("name");
-    u64::from_str_radix(stem, 16).expect("chunk name")
 }
 
 /// One block as it lies in a chunk file.
@@ -268,7 +203,7 @@ fn random_byte_flips_skip_only_damaged_blocks() {
         let hurt = damaged(&frames, &before, copy.path());
         damaged_blocks_seen += hurt.iter().filter(|&&d| d).count();
         let want = expected(&frames, &hurt);
-        let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+        let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
         let ctx = format!("seed {seed}, flipped {hits:?}");
         assert_eq!(got, want.indices, "{ctx}: every untouched block, in order");
         assert_eq!(
@@ -309,7 +244,7 @@ fn zeroed_4k_page_in_middle_is_skipped_and_counted() {
     );
     let want = expected(&frames, &hurt);
     assert_eq!(want.corrupt_regions, 1);
-    let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+    let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
     assert_eq!(got, want.indices, "every block outside the page, in order");
     assert_eq!(stats.corrupt_blocks_skipped, 1, "{stats:?}");
     assert_eq!(stats.corrupt_bytes_skipped, want.corrupt_bytes, "{stats:?}");
@@ -349,7 +284,7 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_block() {
         assert_eq!(index_of(&b.payload), 500, "{ctx}");
         q.close().unwrap();
 
-        let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+        let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
         let mut want = earlier.clone();
         want.push(500);
         assert_eq!(
@@ -377,7 +312,7 @@ fn missing_middle_chunk_is_skipped_and_counted() {
         .map(|f| f.index)
         .collect();
     assert!(want.len() < 400);
-    let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+    let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
     assert_eq!(got, want, "every block of the other chunks, in order");
     assert_eq!(stats.chunks_skipped, 1, "{stats:?}");
     assert_eq!(stats.corrupt_blocks_skipped, 0, "{stats:?}");
@@ -430,7 +365,7 @@ fn damaged_position_file_falls_back_to_a_scan() {
     for (what, bytes) in damages {
         let copy = copy_queue(pristine.path());
         std::fs::write(copy.path().join("position"), &bytes).unwrap();
-        let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+        let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
         // Every unacknowledged block (100..300) comes back; so do the acknowledged ones still in the
         // files (at least once), all in order.
         assert_eq!(got, (oldest..300).collect::<Vec<_>>(), "position {what}");
@@ -444,7 +379,7 @@ fn deleted_position_file_falls_back_to_a_scan() {
     let (pristine, oldest) = partly_acknowledged_queue(CHUNK);
     let copy = copy_queue(pristine.path());
     std::fs::remove_file(copy.path().join("position")).unwrap();
-    let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+    let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
     assert_eq!(got, (oldest..300).collect::<Vec<_>>());
     assert_eq!(stats.position_fallbacks, 1, "{stats:?}");
 }
@@ -486,7 +421,7 @@ fn damaged_chunk_header_loses_no_blocks() {
         q.append(&payload(1000), 1).expect("append");
         assert_eq!(index_of(&q.read().unwrap().unwrap().payload), 1000, "{ctx}");
         q.close().unwrap();
-        let (got, _) = reopen_and_read_all(copy.path(), CHUNK);
+        let (got, _) = reopen_and_read_all(copy.path(), options(CHUNK));
         let mut want = all.clone();
         want.push(1000);
         assert_eq!(got, want, "{ctx}: after reopen");
@@ -556,7 +491,7 @@ fn garbage_file_with_chunk_name_never_blocks_open() {
             "{what}"
         );
         q.close().unwrap();
-        let (got, _) = reopen_and_read_all(copy.path(), CHUNK);
+        let (got, _) = reopen_and_read_all(copy.path(), options(CHUNK));
         let mut want = all.clone();
         want.push(1000);
         assert_eq!(got, want, "{what}: after reopen");
@@ -578,7 +513,7 @@ fn garbage_file_with_the_largest_chunk_name_never_blocks_open() {
     assert_eq!(got, (0..200).collect::<Vec<_>>());
     q.append(&payload(1000), 1).expect("append");
     q.close().unwrap();
-    let (got, _) = reopen_and_read_all(copy.path(), CHUNK);
+    let (got, _) = reopen_and_read_all(copy.path(), options(CHUNK));
     let mut want: Vec<u32> = (0..200).collect();
     want.push(1000);
     assert_eq!(
@@ -649,7 +584,7 @@ fn empty_chunk_file_is_skipped() {
     q.close().unwrap();
 
     // Now the empty file sits between the old chunks and the new one.
-    let (got, stats) = reopen_and_read_all(copy.path(), CHUNK);
+    let (got, stats) = reopen_and_read_all(copy.path(), options(CHUNK));
     let mut want = all.clone();
     want.push(1000);
     assert_eq!(

@@ -31,6 +31,10 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use promrelay::queue::{Options, Queue, SyncPolicy};
+use queue_helpers::Rng;
+
+#[path = "common/queue.rs"]
+mod queue_helpers;
 
 const CHUNK_BYTES: u64 = 16 * 1024;
 const DEFAULT_ROUNDS: u64 = 60;
@@ -90,28 +94,8 @@ fn count_of(n: u64) -> u32 {
     (n % 7) as u32 + 1
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn options(sync: SyncPolicy) -> Options {
-    Options {
-        chunk_bytes: CHUNK_BYTES,
-        sync,
-        ..Options::default()
-    }
+    queue_helpers::options(CHUNK_BYTES, sync)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +112,7 @@ fn child(dir: &Path) -> Result<(), String> {
     let mut next_append = env_u64("QUEUE_CRASH_NEXT")?;
     let mut next_read = env_u64("QUEUE_CRASH_FIRST_UNREAD")?;
     let mut unread = env_u64("QUEUE_CRASH_UNREAD")?;
-    let mut rng = Rng(env_u64("QUEUE_CRASH_CHILD_SEED")? | 1);
+    let mut rng = Rng::new(env_u64("QUEUE_CRASH_CHILD_SEED")?);
     let sync = match std::env::var("QUEUE_CRASH_SYNC").as_deref() {
         Ok("always") => SyncPolicy::Always,
         _ => SyncPolicy::Never,
@@ -359,7 +343,7 @@ fn parent() -> ExitCode {
     let mut model = Model::default();
     let mut totals = Totals::default();
     let mut previous = Found::default();
-    let mut rng = Rng(mix(master) | 1);
+    let mut rng = Rng::new(mix(master));
     for index in 0..rounds {
         let seed = rng.next();
         let round = Round {

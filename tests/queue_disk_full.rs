@@ -13,6 +13,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use promrelay::queue::{Faults, Op, Options, Queue, QueueError, SyncPolicy};
+use queue_helpers::{Rng, block, index_of, read_all_unacked as read_all};
+
+#[path = "common/queue.rs"]
+mod queue_helpers;
 
 /// Taken (shared) by every test that opens a queue, and exclusively by a test while it spawns a
 /// process (`mount`, `umount`): a child inherits the queue's lock-file descriptor between fork and
@@ -104,38 +108,8 @@ fn options(disk: &Arc<Disk>, chunk_bytes: u64, sync: SyncPolicy) -> Options {
     }
 }
 
-/// Block `i`: its index, then filler derived from it, `len` bytes in all (at least 8).
-fn block(i: u32, len: usize) -> Vec<u8> {
-    let mut v = i.to_le_bytes().to_vec();
-    v.extend_from_slice(&(len as u32).to_le_bytes());
-    v.extend((8..len).map(|j| (i as usize * 131 + j * 17) as u8));
-    v
-}
-
-fn index_of(p: &[u8]) -> u32 {
-    assert!(p.len() >= 8, "garbage block of {} bytes", p.len());
-    let i = u32::from_le_bytes(p[..4].try_into().unwrap());
-    let len = u32::from_le_bytes(p[4..8].try_into().unwrap()) as usize;
-    assert_eq!(p, block(i, len), "garbage or half-written block");
-    i
-}
-
-/// Reads every block without acknowledging it.
-fn read_all(q: &Queue) -> Vec<u32> {
-    let mut got = Vec::new();
-    while let Some(b) = q.read().expect("read") {
-        got.push(index_of(&b.payload));
-    }
-    got
-}
-
 fn reopen_and_read_all(dir: &Path, chunk_bytes: u64) -> (Vec<u32>, promrelay::queue::Stats) {
-    let disk = Disk::unlimited();
-    let q = Queue::open(dir, options(&disk, chunk_bytes, SyncPolicy::Never)).expect("reopen");
-    let got = read_all(&q);
-    let stats = q.stats();
-    q.close().expect("close");
-    (got, stats)
+    queue_helpers::reopen_and_read_all(dir, queue_helpers::options(chunk_bytes, SyncPolicy::Never))
 }
 
 /// Appends blocks of `len` bytes, numbered from `from`, until one fails; returns the error and the
@@ -263,25 +237,13 @@ fn appends_resume_when_space_is_back_after_a_full_disk_interrupted_a_new_chunk()
     assert_eq!(got, ok, "after reopen");
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-}
-
 #[test]
 fn reopen_holds_exactly_the_blocks_whose_append_returned_ok() {
     let _serial = no_spawns();
     const CHUNK: u64 = 4096;
     for seed in 1..=100u64 {
         let dir = tempfile::tempdir().unwrap();
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut rng = Rng::new(seed);
         let disk = Disk::unlimited();
         disk.state.lock().unwrap().tear = rng.below(4) != 0;
         let q = Queue::open(dir.path(), options(&disk, CHUNK, SyncPolicy::Never)).unwrap();

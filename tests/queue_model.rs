@@ -5,6 +5,10 @@
 
 use promrelay::queue::{BlockId, Options, Queue, SyncPolicy};
 use proptest::prelude::*;
+use queue_helpers::{block, options};
+
+#[path = "common/queue.rs"]
+mod queue_helpers;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -33,18 +37,8 @@ struct ModelBlock {
     id: Option<BlockId>,
 }
 
-fn payload(n: u32, len: usize) -> Vec<u8> {
-    let mut v = n.to_le_bytes().to_vec();
-    v.extend((0..len).map(|i| (i as u32 ^ n) as u8));
-    v
-}
-
 fn opts() -> Options {
-    Options {
-        chunk_bytes: 4096,
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
+    options(4096, SyncPolicy::Never)
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -57,7 +51,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let queue = q.as_ref().expect("queue open");
         match op {
             Op::Append(len) => {
-                let p = payload(next, len);
+                let p = block(next, len + 8);
                 next += 1;
                 queue.append(&p, 1).expect("append");
                 model.push(ModelBlock {
