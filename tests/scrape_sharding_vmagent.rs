@@ -22,7 +22,7 @@ use common::eventually;
 use common::scrape::VmagentMember;
 
 use promrelay::config::ClusterConfig;
-use promrelay::scrape::config::{self, ScrapeConfigFile};
+use promrelay::scrape::config::{self, ScrapeConfig};
 use promrelay::scrape::discovery::Discoverer;
 use promrelay::scrape::targets::build_targets;
 
@@ -87,7 +87,7 @@ fn cluster(members_count: u32, replication_factor: u32) -> Vec<ClusterConfig> {
 
 /// The targets promrelay scrapes as each member of `members`.
 fn promrelay_assignment(
-    config: &ScrapeConfigFile,
+    config: &ScrapeConfig,
     members: Vec<ClusterConfig>,
 ) -> Vec<BTreeSet<TargetName>> {
     let mut discoverer = Discoverer::new(&config.jobs);

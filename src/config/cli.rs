@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 use serde::Deserialize;
 use url::Url;
 
-use super::units::{parse_count, parse_listen, parse_member_num};
+use super::units::{ValueError, parse_count, parse_listen, parse_member_num};
 
 /// How often queue writes are fsynced to disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -135,31 +135,36 @@ pub struct Cli {
     pub cluster_replication_factor: u32,
 }
 
-fn parse_positive_size(s: &str) -> Result<u64, String> {
+fn parse_positive_size(s: &str) -> Result<u64, ValueError> {
     s.parse::<super::units::PositiveSize>().map(|p| p.0)
 }
 
-fn parse_positive_count(s: &str) -> Result<u32, String> {
+fn parse_positive_count(s: &str) -> Result<u32, ValueError> {
     parse_count(s, 1)
 }
 
 /// Parses and checks a storage URL: `http` or `https`, with a host.
-pub(crate) fn parse_storage_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text.trim())
-        .map_err(|e| format!("invalid URL {:?}: {e}", mask_userinfo(text)))?;
-    let shown = super::storage::redact_url(&url);
+pub(crate) fn parse_storage_url(text: &str) -> Result<Url, ValueError> {
+    let url = Url::parse(text.trim()).map_err(|e| ValueError::StorageUrl {
+        shown: mask_userinfo(text),
+        why: e.to_string(),
+    })?;
+    let bad = |why: String| ValueError::StorageUrl {
+        shown: super::storage::redact_url(&url),
+        why,
+    };
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "invalid URL {shown:?}: scheme must be http or https, not {:?}",
+        return Err(bad(format!(
+            "scheme must be http or https, not {:?}",
             url.scheme()
-        ));
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("invalid URL {shown:?}: no host"));
+        return Err(bad("no host".to_owned()));
     }
     if url.fragment().is_some() {
-        return Err(format!(
-            "invalid URL {shown:?}: a #fragment is never sent to the server; remove it"
+        return Err(bad(
+            "a #fragment is never sent to the server; remove it".to_owned()
         ));
     }
     Ok(url)
@@ -241,6 +246,7 @@ mod tests {
         assert!(
             parse_storage_url("ftp://vm/x")
                 .unwrap_err()
+                .to_string()
                 .contains("http or https")
         );
         assert!(parse_storage_url("vm:8428/api/v1/write").is_err());
@@ -250,9 +256,13 @@ mod tests {
 
     #[test]
     fn storage_url_error_does_not_show_the_password() {
-        let err = parse_storage_url("ftp://u:hunter2@vm/x").unwrap_err();
+        let err = parse_storage_url("ftp://u:hunter2@vm/x")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
-        let err = parse_storage_url("http://u:hunter2@vm:99999/x").unwrap_err();
+        let err = parse_storage_url("http://u:hunter2@vm:99999/x")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -57,12 +57,12 @@ pub enum ConfigError {
     Flag(String),
 
     /// The `--config` file could not be read.
-    #[error("{}: cannot read config file: {reason}", path.display())]
+    #[error("{}: cannot read config file: {source}", path.display())]
     ReadFile {
         /// The file as given.
         path: PathBuf,
-        /// Why, as one line.
-        reason: String,
+        /// Why.
+        source: super::file::ReadFileError,
     },
 
     /// The YAML was malformed, had an unknown key, or a value of the wrong type or format.

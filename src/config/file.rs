@@ -24,7 +24,8 @@ use super::storage::{
     DEFAULT_MIN_BACKOFF, DEFAULT_TIMEOUT, QueueFull, Secret, StorageConfig, TlsConfig,
 };
 use super::units::{
-    ListenAddr, MemberNum, PositiveCount, PositiveDuration, PositiveSize, format_duration,
+    ListenAddr, MemberNum, PositiveCount, PositiveDuration, PositiveSize, ValueError,
+    format_duration,
 };
 use super::{FsyncMode, LogFormat};
 use crate::util::one_line;
@@ -111,8 +112,8 @@ struct FileTls {
 pub(super) struct StorageUrl(pub Url);
 
 impl std::str::FromStr for StorageUrl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         super::cli::parse_storage_url(s).map(StorageUrl)
     }
 }
@@ -127,9 +128,9 @@ impl<'de> Deserialize<'de> for StorageUrl {
 /// Reads and parses the file at `path`. Errors name the file, the key path and the line.
 pub(super) fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     let text =
-        read_bounded(path, MAX_CONFIG_FILE_BYTES).map_err(|reason| ConfigError::ReadFile {
+        read_bounded(path, MAX_CONFIG_FILE_BYTES).map_err(|source| ConfigError::ReadFile {
             path: path.to_path_buf(),
-            reason,
+            source,
         })?;
     parse(path, &text)
 }
@@ -198,27 +199,39 @@ pub(crate) fn yaml_parts(
     (Place::file(path, line_col), one_line(key), reason)
 }
 
-/// Reads a whole file as UTF-8, refusing more than `limit` bytes. The error is one line.
-/// Reads a whole file as UTF-8, refusing more than `limit` bytes. The error is one line.
-pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, String> {
-    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+/// Why [`read_bounded`] could not read a file. `Display` is one line without the path (the
+/// caller names it where the message needs it).
+#[derive(Debug, thiserror::Error)]
+pub enum ReadFileError {
+    /// The file could not be opened or read (missing, no permission, a directory...).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file holds more than the limit for its kind.
+    #[error("larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The file is not valid UTF-8.
+    #[error("not UTF-8 text")]
+    NotUtf8,
+}
+
+/// Reads a whole file as UTF-8, refusing more than `limit` bytes.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<String, ReadFileError> {
+    let file = fs::File::open(path)?;
     let mut bytes = Vec::new();
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
-        return Err(format!("larger than {limit} bytes"));
+        return Err(ReadFileError::TooLarge { limit });
     }
-    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+    String::from_utf8(bytes).map_err(|_| ReadFileError::NotUtf8)
 }
 
 /// Resolves file paths written in the config file: relative ones are relative to the file's
 /// directory (as in Prometheus), so the config works whatever the working directory is.
-pub(super) struct Resolver<'a> {
+pub(super) struct RelayConfigResolver<'a> {
     pub file: &'a Path,
 }
 
-impl Resolver<'_> {
+impl RelayConfigResolver<'_> {
     pub fn path(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {
             return p.to_path_buf();

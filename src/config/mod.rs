@@ -62,16 +62,18 @@ use crate::util::one_line;
 pub use cli::{Cli, FsyncMode, LogFormat};
 pub use error::{ConfigError, Place};
 pub use file::MAX_CONCURRENCY;
+pub use file::ReadFileError;
 pub use storage::{
     BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull, REDACTED, Secret,
     StorageConfig, TlsConfig,
 };
 pub use units::{
-    format_duration, format_go_duration, format_size, parse_duration, parse_go_duration, parse_size,
+    ValueError, format_duration, format_go_duration, format_size, parse_duration,
+    parse_go_duration, parse_size,
 };
 
-use file::{FileConfig, Resolver};
+use file::{FileConfig, RelayConfigResolver};
 pub(crate) use file::{key_path_of, read_bounded, yaml_parts};
 
 /// Everything promrelay needs to start, validated.
@@ -91,14 +93,14 @@ pub struct Config {
     /// Never empty; ids are unique.
     pub storages: Vec<StorageConfig>,
     /// Built-in scraper settings.
-    pub scrape: ScrapeConfig,
+    pub scrape: ScrapeSettings,
     /// The `--config` file, if one was given (for reloads and the status page).
     pub config_file: Option<PathBuf>,
 }
 
 /// Built-in scraper settings (the scraper itself parses the scrape config file).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScrapeConfig {
+pub struct ScrapeSettings {
     /// The Prometheus-style scrape configuration file; `None` means no scraping. Checked readable.
     pub config_file: Option<PathBuf>,
     /// How scrape targets are shared among promrelay instances.
@@ -168,7 +170,9 @@ fn merge(
         Some((path, raw)) => (Some(path), raw),
         None => (None, FileConfig::default()),
     };
-    let resolver = file_path.as_deref().map(|file| Resolver { file });
+    let resolver = file_path
+        .as_deref()
+        .map(|file| RelayConfigResolver { file });
 
     let pick = |id: &str, flag: u64, file: Option<u64>| match file {
         Some(v) if !given(id) => v,
@@ -291,8 +295,8 @@ fn scrape_config(
     cli: &Cli,
     given: &dyn Fn(&str) -> bool,
     raw: &FileConfig,
-    resolver: Option<&Resolver<'_>>,
-) -> Result<ScrapeConfig, ConfigError> {
+    resolver: Option<&RelayConfigResolver<'_>>,
+) -> Result<ScrapeSettings, ConfigError> {
     // Each cluster setting with where it came from, so a conflict names both ends.
     let setting = |id: &str, flag: u32, file: Option<(u32, Origin)>| match file {
         Some(from_file) if !given(id) => from_file,
@@ -362,27 +366,19 @@ fn scrape_config(
     let config_file = match (&raw.scrape_config, resolver) {
         (Some(f), Some(r)) if !given("scrape_config") => {
             let path = r.path(&f.value);
-            check_readable(&path).map_err(|reason| ConfigError::Invalid {
-                place: r.place(f),
-                key: "scrape_config".to_owned(),
-                reason,
-            })?;
+            check_readable(&path, r.place(f), "scrape_config")?;
             Some(path)
         }
         _ => match &cli.scrape_config {
             Some(path) => {
-                check_readable(path).map_err(|reason| ConfigError::Invalid {
-                    place: Place::CommandLine,
-                    key: "--scrape-config".to_owned(),
-                    reason,
-                })?;
+                check_readable(path, Place::CommandLine, "--scrape-config")?;
                 Some(path.clone())
             }
             None => None,
         },
     };
 
-    Ok(ScrapeConfig {
+    Ok(ScrapeSettings {
         config_file,
         cluster: ClusterConfig {
             members_count: count,
@@ -392,14 +388,19 @@ fn scrape_config(
     })
 }
 
-/// Checks that `path` is a regular file that can be opened; the error is one line naming it.
-fn check_readable(path: &Path) -> Result<(), String> {
+/// Checks that `path`, set by `key` at `place`, is a regular file that can be opened.
+fn check_readable(path: &Path, place: Place, key: &str) -> Result<(), ConfigError> {
     let shown = one_line(&path.display().to_string());
-    match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_file() => Ok(()),
-        Ok(_) => Err(format!("{shown} is not a regular file")),
-        Err(e) => Err(format!("cannot read {shown}: {e}")),
-    }
+    let reason = match std::fs::File::open(path).and_then(|f| f.metadata()) {
+        Ok(meta) if meta.is_file() => return Ok(()),
+        Ok(_) => format!("{shown} is not a regular file"),
+        Err(e) => format!("cannot read {shown}: {e}"),
+    };
+    Err(ConfigError::Invalid {
+        place,
+        key: key.to_owned(),
+        reason,
+    })
 }
 
 /// Turns a clap error into [`ConfigError`]: help and version pass through for clap to print;

@@ -74,7 +74,7 @@ fn defaults_apply_when_only_a_url_is_given() {
     assert_eq!(cfg.config_file, None);
     assert_eq!(
         cfg.scrape,
-        ScrapeConfig {
+        ScrapeSettings {
             config_file: None,
             cluster: ClusterConfig {
                 members_count: 1,

@@ -14,6 +14,38 @@ use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 
+/// Why a value (flag, environment variable or YAML scalar) could not be read. `Display` is one
+/// line naming the text given; the caller adds the flag, file, line and key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A byte size that is not a number with an optional known unit, is out of range, or is 0
+    /// where only a positive size makes sense.
+    #[error("invalid size {text:?}: {why}")]
+    Size { text: String, why: String },
+    /// A duration in neither Prometheus' form (`1m30s`) nor, where Go's form is accepted too,
+    /// Go's (`1m30.5s`); or 0 where only a positive duration makes sense.
+    #[error("invalid duration {text:?}{}", why.as_ref().map(|w| format!(": {w}")).unwrap_or_default())]
+    Duration { text: String, why: Option<String> },
+    /// A listen address that is not `IP:PORT` or `:PORT`.
+    #[error(
+        "invalid listen address {text:?}: expected IP:PORT like 127.0.0.1:8431, or :PORT for all interfaces"
+    )]
+    ListenAddr { text: String },
+    /// A cluster member number that is not a number or a name ending in `-NUMBER`, or too large.
+    #[error("invalid cluster member number {text:?}: {why}")]
+    MemberNum { text: String, why: &'static str },
+    /// A count that is not a whole number.
+    #[error("invalid number {text:?}: expected a whole number of at least {min}")]
+    NotACount { text: String, min: u32 },
+    /// A storage URL that does not parse, is not http or https, has no host, or has a fragment.
+    /// `shown` is the URL with its password masked.
+    #[error("invalid URL {shown:?}: {why}")]
+    StorageUrl { shown: String, why: String },
+    /// A whole number below the smallest allowed.
+    #[error("{value} is too small: must be at least {min}")]
+    TooSmall { value: u32, min: u32 },
+}
+
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -22,15 +54,19 @@ const TIB: u64 = 1 << 40;
 /// Parses a byte size: a decimal number (fractions allowed) and an optional unit.
 /// `KB`/`MB`/`GB`/`TB` are powers of 1000, `KiB`/`MiB`/`GiB`/`TiB` powers of 1024 (units are
 /// case-insensitive, `B` alone means bytes). A fraction of a byte is rounded down.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, ValueError> {
     let s = text.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = (&s[..split], s[split..].trim_start());
+    let bad = |why: String| ValueError::Size {
+        text: text.to_owned(),
+        why,
+    };
     if number.is_empty() {
-        return Err(format!(
-            "invalid size {text:?}: expected a number with an optional unit, like 512MiB, 1.5GB or 1000000"
+        return Err(bad(
+            "expected a number with an optional unit, like 512MiB, 1.5GB or 1000000".to_owned(),
         ));
     }
     let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
@@ -44,18 +80,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => GIB,
         "tib" => TIB,
         _ => {
-            return Err(format!(
-                "invalid size {text:?}: unknown unit {unit:?} (use KB, MB, GB, TB for powers of 1000 or KiB, MiB, GiB, TiB for powers of 1024)"
-            ));
+            return Err(bad(format!(
+                "unknown unit {unit:?} (use KB, MB, GB, TB for powers of 1000 or KiB, MiB, GiB, TiB for powers of 1024)"
+            )));
         }
     };
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if whole.is_empty() && fraction.is_empty() || fraction.contains('.') || fraction.len() > 9 {
-        return Err(format!(
-            "invalid size {text:?}: malformed number {number:?}"
-        ));
+        return Err(bad(format!("malformed number {number:?}")));
     }
-    let too_large = || format!("invalid size {text:?}: too large");
+    let too_large = || bad("too large".to_owned());
     // Exact integer arithmetic: `1.5GB` must be 1_500_000_000, not whatever f64 rounds it to.
     let digits: u128 = format!("{whole}{fraction}")
         .parse()
@@ -91,15 +125,16 @@ const DURATION_UNITS: [(&str, u64); 7] = [
 
 /// Parses a Prometheus-style duration: `30s`, `1m30s`, `100ms`, `5m`, `1h`, `2d`, `1w`, `1y`, or `0`.
 /// As in Prometheus, each unit appears at most once and units go from largest to smallest.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, ValueError> {
     let s = text.trim();
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    let bad = |why: &str| {
-        format!(
-            "invalid duration {text:?}: {why} (use Prometheus style like 30s, 1m30s, 100ms, 5m, 1h)"
-        )
+    let bad = |why: &str| ValueError::Duration {
+        text: text.to_owned(),
+        why: Some(format!(
+            "{why} (use Prometheus style like 30s, 1m30s, 100ms, 5m, 1h)"
+        )),
     };
     if s.is_empty() {
         return Err(bad("empty"));
@@ -204,8 +239,11 @@ fn fraction(value: u128, digits: u32) -> String {
 }
 
 /// Go's `time.ParseDuration`, for non-negative values.
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?}");
+pub fn parse_go_duration(text: &str) -> Result<Duration, ValueError> {
+    let bad = || ValueError::Duration {
+        text: text.to_owned(),
+        why: None,
+    };
     let mut rest = text.strip_prefix('+').unwrap_or(text);
     if rest == "0" {
         return Ok(Duration::ZERO);
@@ -268,12 +306,10 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 /// Parses the listen address: `IP:PORT` (`127.0.0.1:8431`, `[::1]:8431`) or `:PORT` for all
 /// IPv4 interfaces, as vmagent and Prometheus write it. Host names are refused: what they resolve
 /// to is not stable, and a proxy that silently listens on the wrong interface is hard to debug.
-pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen(text: &str) -> Result<SocketAddr, ValueError> {
     let s = text.trim();
-    let bad = || {
-        format!(
-            "invalid listen address {text:?}: expected IP:PORT like 127.0.0.1:8431, or :PORT for all interfaces"
-        )
+    let bad = || ValueError::ListenAddr {
+        text: text.to_owned(),
     };
     if let Some(port) = s.strip_prefix(':') {
         let port: u16 = port.parse().map_err(|_| bad())?;
@@ -284,7 +320,7 @@ pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
 
 /// Parses the cluster member number: `2`, or a name ending in `-2` such as the StatefulSet pod
 /// name `promrelay-2`, so a pod can pass its own name (`--cluster-member-num=$(POD_NAME)`).
-pub fn parse_member_num(text: &str) -> Result<u32, String> {
+pub fn parse_member_num(text: &str) -> Result<u32, ValueError> {
     let s = text.trim();
     let digits = match s.rsplit_once('-') {
         // A leading `-` is a negative number, not a name.
@@ -293,24 +329,27 @@ pub fn parse_member_num(text: &str) -> Result<u32, String> {
         None => s,
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "invalid cluster member number {text:?}: expected a number or a name ending in -NUMBER like promrelay-2"
-        ));
+        return Err(ValueError::MemberNum {
+            text: text.to_owned(),
+            why: "expected a number or a name ending in -NUMBER like promrelay-2",
+        });
     }
-    digits
-        .parse()
-        .map_err(|_| format!("invalid cluster member number {text:?}: number too large"))
+    digits.parse().map_err(|_| ValueError::MemberNum {
+        text: text.to_owned(),
+        why: "number too large",
+    })
 }
 
 /// Parses a whole number of at least `min`.
-pub fn parse_count(text: &str, min: u32) -> Result<u32, String> {
+pub fn parse_count(text: &str, min: u32) -> Result<u32, ValueError> {
     let s = text.trim();
     match s.parse::<u32>() {
         Ok(n) if n >= min => Ok(n),
-        Ok(n) => Err(format!("{n} is too small: must be at least {min}")),
-        Err(_) => Err(format!(
-            "invalid number {text:?}: expected a whole number of at least {min}"
-        )),
+        Ok(value) => Err(ValueError::TooSmall { value, min }),
+        Err(_) => Err(ValueError::NotACount {
+            text: text.to_owned(),
+            min,
+        }),
     }
 }
 
@@ -319,10 +358,13 @@ pub fn parse_count(text: &str, min: u32) -> Result<u32, String> {
 pub struct PositiveSize(pub u64);
 
 impl FromStr for PositiveSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match parse_size(s)? {
-            0 => Err(format!("invalid size {s:?}: must be greater than 0")),
+            0 => Err(ValueError::Size {
+                text: s.to_owned(),
+                why: "must be greater than 0".to_owned(),
+            }),
             n => Ok(PositiveSize(n)),
         }
     }
@@ -339,11 +381,14 @@ impl fmt::Display for PositiveSize {
 pub struct PositiveDuration(pub Duration);
 
 impl FromStr for PositiveDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let d = parse_duration(s)?;
         if d.is_zero() {
-            return Err(format!("invalid duration {s:?}: must be greater than 0"));
+            return Err(ValueError::Duration {
+                text: s.to_owned(),
+                why: Some("must be greater than 0".to_owned()),
+            });
         }
         Ok(PositiveDuration(d))
     }
@@ -354,8 +399,8 @@ impl FromStr for PositiveDuration {
 pub struct ListenAddr(pub SocketAddr);
 
 impl FromStr for ListenAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         parse_listen(s).map(ListenAddr)
     }
 }
@@ -365,8 +410,8 @@ impl FromStr for ListenAddr {
 pub struct MemberNum(pub u32);
 
 impl FromStr for MemberNum {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         parse_member_num(s).map(MemberNum)
     }
 }
@@ -376,8 +421,8 @@ impl FromStr for MemberNum {
 pub struct PositiveCount(pub u32);
 
 impl FromStr for PositiveCount {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         parse_count(s, 1).map(PositiveCount)
     }
 }
@@ -388,7 +433,7 @@ struct ScalarVisitor<T>(std::marker::PhantomData<T>);
 
 impl<T> Visitor<'_> for ScalarVisitor<T>
 where
-    T: FromStr<Err = String>,
+    T: FromStr<Err = ValueError>,
 {
     type Value = T;
 
@@ -456,7 +501,7 @@ mod tests {
 
     #[test]
     fn size_with_unknown_unit_is_rejected_and_lists_the_units() {
-        let err = parse_size("12XB").unwrap_err();
+        let err = parse_size("12XB").unwrap_err().to_string();
         assert!(err.contains("\"12XB\"") && err.contains("KiB"), "{err}");
     }
 
@@ -470,7 +515,12 @@ mod tests {
 
     #[test]
     fn size_too_large_for_u64_is_rejected() {
-        assert!(parse_size("20000000TiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("20000000TiB")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -483,7 +533,7 @@ mod tests {
 
     #[test]
     fn zero_size_is_rejected_where_a_positive_size_is_needed() {
-        let err = PositiveSize::from_str("0MiB").unwrap_err();
+        let err = PositiveSize::from_str("0MiB").unwrap_err().to_string();
         assert!(err.contains("greater than 0"), "{err}");
     }
 
@@ -500,14 +550,25 @@ mod tests {
 
     #[test]
     fn duration_without_unit_or_out_of_order_is_rejected() {
-        assert!(parse_duration("30").unwrap_err().contains("missing unit"));
+        assert!(
+            parse_duration("30")
+                .unwrap_err()
+                .to_string()
+                .contains("missing unit")
+        );
         assert!(
             parse_duration("30s1m")
                 .unwrap_err()
+                .to_string()
                 .contains("largest to smallest")
         );
         assert!(parse_duration("1s1s").is_err());
-        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5x")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1.5s").is_err());
     }
@@ -580,7 +641,12 @@ mod tests {
 
     #[test]
     fn count_rejects_zero_and_negative() {
-        assert!(parse_count("0", 1).unwrap_err().contains("at least 1"));
+        assert!(
+            parse_count("0", 1)
+                .unwrap_err()
+                .to_string()
+                .contains("at least 1")
+        );
         assert!(parse_count("-2", 1).is_err());
         assert_eq!(parse_count("4", 1), Ok(4));
     }

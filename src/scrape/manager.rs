@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::cache::ScrapeCache;
-use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfigFile, ScrapeTls};
+use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfig, ScrapeTls};
 use super::discovery::Discovery;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets};
@@ -69,7 +69,7 @@ struct State {
     cluster: ClusterConfig,
     fanout: Arc<Fanout>,
     metrics: Arc<IngestMetrics>,
-    file: ScrapeConfigFile,
+    file: ScrapeConfig,
     jobs: HashMap<String, Arc<JobRuntime>>,
     discovery: Discovery,
     loops: HashMap<u64, LoopHandle>,
@@ -265,7 +265,7 @@ impl State {
 
 /// A runtime (client, auth) per job; jobs whose config did not change keep their runtime.
 fn runtimes(
-    file: &ScrapeConfigFile,
+    file: &ScrapeConfig,
     fanout: &Arc<Fanout>,
     metrics: &Arc<IngestMetrics>,
     previous: &HashMap<String, Arc<JobRuntime>>,

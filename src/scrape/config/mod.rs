@@ -1,5 +1,5 @@
 //! The scrape configuration file (`--scrape-config`): a Prometheus configuration file, of which
-//! promrelay reads `global` and `scrape_configs`, resolved into one [`ScrapeConfigFile`].
+//! promrelay reads `global` and `scrape_configs`, resolved into one [`ScrapeConfig`].
 //!
 //! # Owns
 //! - The file's shape: which Prometheus keys are read, which are accepted and ignored (listed in
@@ -35,7 +35,7 @@
 //!
 //! # Layout
 //! - `raw`: the file's shape, key by key (read, ignored, refused, unknown).
-//! - `resolve`: defaults, checks, paths and secrets, from the shape to [`ScrapeConfigFile`].
+//! - `resolve`: defaults, checks, paths and secrets, from the shape to [`ScrapeConfig`].
 //!
 //! # Must not
 //! Open network connections or read files other than the config, secret and TLS files it names.
@@ -55,12 +55,12 @@ use std::time::Duration;
 
 use serde_saphyr::Error as YamlError;
 
-use crate::config::{Place, Secret};
+use crate::config::{Place, ReadFileError, Secret};
 pub(crate) use crate::config::{key_path_of, read_bounded};
 use crate::relabel::{CompiledRelabel, RelabelConfig, compile_all};
 
 use raw::RawFile;
-use resolve::Resolver;
+use resolve::ScrapeConfigResolver;
 
 /// `scrape_interval` when neither the job nor `global` sets one (Prometheus' default).
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
@@ -81,12 +81,12 @@ const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 #[derive(Debug, thiserror::Error)]
 pub enum ScrapeConfigError {
     /// The file could not be read: missing, unreadable, too large or not UTF-8.
-    #[error("{}: cannot read scrape config file: {reason}", path.display())]
+    #[error("{}: cannot read scrape config file: {source}", path.display())]
     ReadFile {
         /// The file as given.
         path: PathBuf,
-        /// Why, as one line.
-        reason: String,
+        /// Why.
+        source: ReadFileError,
     },
 
     /// The YAML was malformed, had an unknown or refused key, or a value of the wrong type or
@@ -116,7 +116,7 @@ pub enum ScrapeConfigError {
 
 /// The loaded scrape configuration: defaults applied, secrets read, relabel rules compiled.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ScrapeConfigFile {
+pub struct ScrapeConfig {
     /// The file as given.
     pub path: PathBuf,
     /// The `global` section with defaults applied.
@@ -341,12 +341,12 @@ impl fmt::Debug for RelabelRules {
 }
 
 /// Reads, parses and validates the scrape configuration file at `path`, and logs the warning
-/// (if any) that [`ScrapeConfigFile::warnings`] also holds.
-pub fn load(path: &Path) -> Result<ScrapeConfigFile, ScrapeConfigError> {
-    let text = read_bounded(path, MAX_CONFIG_FILE_BYTES).map_err(|reason| {
+/// (if any) that [`ScrapeConfig::warnings`] also holds.
+pub fn load(path: &Path) -> Result<ScrapeConfig, ScrapeConfigError> {
+    let text = read_bounded(path, MAX_CONFIG_FILE_BYTES).map_err(|source| {
         ScrapeConfigError::ReadFile {
             path: path.to_path_buf(),
-            reason,
+            source,
         }
     })?;
     let config = parse(path, &text)?;
@@ -358,7 +358,7 @@ pub fn load(path: &Path) -> Result<ScrapeConfigFile, ScrapeConfigError> {
 
 /// Parses `text` as the contents of the file `path`. `path` names the file in errors and
 /// anchors relative paths; secret and TLS files it names are read. Nothing is logged.
-pub fn parse(path: &Path, text: &str) -> Result<ScrapeConfigFile, ScrapeConfigError> {
+pub fn parse(path: &Path, text: &str) -> Result<ScrapeConfig, ScrapeConfigError> {
     let mut key_path: Option<String> = None;
     let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize::<_, Option<RawFile>>(de).map_err(|e| {
@@ -370,7 +370,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ScrapeConfigFile, ScrapeConfigEr
         Ok(raw) => raw.unwrap_or_default(),
         Err(err) => return Err(yaml_error(path, key_path.as_deref(), &err)),
     };
-    Resolver::new(path).file(raw)
+    ScrapeConfigResolver::new(path).file(raw)
 }
 
 /// Parses a size as Prometheus' `units.Base2Bytes` does: `512KB`, `10MB`, `1GiB` are powers of

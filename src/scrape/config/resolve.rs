@@ -13,7 +13,7 @@ use super::raw::{PromDuration, RawFile, RawGlobal, RawJob, RawTls};
 use super::{
     DEFAULT_FILE_SD_REFRESH_INTERVAL, DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL,
     DEFAULT_SCRAPE_TIMEOUT, FilePattern, FileSdConfig, GlobalConfig, JobConfig,
-    MAX_SECRET_FILE_BYTES, RelabelRules, Scheme, ScrapeAuth, ScrapeConfigError, ScrapeConfigFile,
+    MAX_SECRET_FILE_BYTES, RelabelRules, Scheme, ScrapeAuth, ScrapeConfig, ScrapeConfigError,
     ScrapeTls, StaticConfig, clean_path, is_valid_label_name, read_bounded,
 };
 use crate::config::{Place, Secret};
@@ -28,7 +28,7 @@ const TLS_VERSIONS: [&str; 4] = ["TLS10", "TLS11", "TLS12", "TLS13"];
 const OLDEST_TLS_SPOKEN: usize = 2;
 
 /// Turns raw values into resolved ones; knows the file for paths and error places.
-pub(super) struct Resolver<'a> {
+pub(super) struct ScrapeConfigResolver<'a> {
     file: &'a Path,
     /// The config file's directory as Prometheus joins paths to it (`""` for a bare file name).
     dir: PathBuf,
@@ -36,12 +36,12 @@ pub(super) struct Resolver<'a> {
     base_dir: PathBuf,
 }
 
-impl<'a> Resolver<'a> {
+impl<'a> ScrapeConfigResolver<'a> {
     pub(super) fn new(file: &'a Path) -> Self {
         let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let base_dir = clean_path(absolute.parent().unwrap_or(Path::new("/")));
-        Resolver {
+        ScrapeConfigResolver {
             file,
             dir,
             base_dir,
@@ -73,7 +73,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    pub(super) fn file(&self, raw: RawFile) -> Result<ScrapeConfigFile, ScrapeConfigError> {
+    pub(super) fn file(&self, raw: RawFile) -> Result<ScrapeConfig, ScrapeConfigError> {
         let mut ignored = raw.ignored;
         let raw_global = raw.global.unwrap_or_default();
         let global = self.global(&raw_global)?;
@@ -126,7 +126,7 @@ impl<'a> Resolver<'a> {
             ));
         }
         warnings.extend(notes);
-        Ok(ScrapeConfigFile {
+        Ok(ScrapeConfig {
             path: self.file.to_path_buf(),
             global,
             jobs,

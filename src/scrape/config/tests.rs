@@ -24,7 +24,7 @@ impl Dir {
         path
     }
 
-    fn load(&self, yaml: &str) -> ScrapeConfigFile {
+    fn load(&self, yaml: &str) -> ScrapeConfig {
         let path = self.write("prometheus.yml", yaml);
         load(&path).unwrap_or_else(|e| panic!("config should load: {e}"))
     }
@@ -42,7 +42,7 @@ impl Dir {
     }
 }
 
-fn job<'a>(config: &'a ScrapeConfigFile, name: &str) -> &'a JobConfig {
+fn job<'a>(config: &'a ScrapeConfig, name: &str) -> &'a JobConfig {
     config
         .jobs
         .iter()

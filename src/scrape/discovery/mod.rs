@@ -47,6 +47,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::config::{FilePattern, FileSdConfig, JobConfig, is_valid_label_name, read_bounded};
+use crate::config::ReadFileError;
 use crate::util::one_line;
 
 /// How often file modification times are checked.
@@ -451,8 +452,25 @@ struct RawGroup {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// Reads and parses one `file_sd` file into groups. The error is one line.
-fn read_groups(path: &Path, absolute: &Path) -> Result<Vec<TargetGroup>, String> {
+/// Why a `file_sd` file could not be used (its previous targets are kept). `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum SdFileError {
+    /// The file could not be read, is too large or is not UTF-8.
+    #[error(transparent)]
+    Read(#[from] ReadFileError),
+    /// The file is not a JSON or YAML list of target groups.
+    #[error("{0}")]
+    Syntax(String),
+    /// The file name ends in neither `.json`, `.yml` nor `.yaml`.
+    #[error("not a .json, .yml or .yaml file")]
+    UnknownExtension,
+    /// A group's label name is not a valid Prometheus label name.
+    #[error("entry {index}: {name:?} is not a valid label name")]
+    BadLabelName { index: usize, name: String },
+}
+
+/// Reads and parses one `file_sd` file into groups.
+fn read_groups(path: &Path, absolute: &Path) -> Result<Vec<TargetGroup>, SdFileError> {
     let text = read_bounded(absolute, MAX_SD_FILE_BYTES)?;
     let extension = path
         .extension()
@@ -460,22 +478,22 @@ fn read_groups(path: &Path, absolute: &Path) -> Result<Vec<TargetGroup>, String>
         .map(str::to_ascii_lowercase);
     let raw: Vec<RawGroup> = match extension.as_deref() {
         Some("json") => serde_json::from_str::<Option<Vec<RawGroup>>>(&text)
-            .map_err(|e| one_line(&e.to_string()))?
+            .map_err(|e| SdFileError::Syntax(one_line(&e.to_string())))?
             .unwrap_or_default(),
         Some("yml" | "yaml") => serde_saphyr::from_str::<Option<Vec<RawGroup>>>(&text)
-            .map_err(|e| one_line(&e.to_string()))?
+            .map_err(|e| SdFileError::Syntax(one_line(&e.to_string())))?
             .unwrap_or_default(),
-        _ => return Err("not a .json, .yml or .yaml file".to_owned()),
+        _ => return Err(SdFileError::UnknownExtension),
     };
     let shown = path.to_string_lossy().into_owned();
     let mut groups = Vec::with_capacity(raw.len());
     for (index, group) in raw.into_iter().enumerate() {
         let mut labels = group.labels.unwrap_or_default();
         if let Some(bad) = labels.keys().find(|name| !is_valid_label_name(name)) {
-            return Err(format!(
-                "entry {index}: {:?} is not a valid label name",
-                one_line(bad)
-            ));
+            return Err(SdFileError::BadLabelName {
+                index,
+                name: one_line(bad),
+            });
         }
         labels.insert(META_FILEPATH.to_owned(), shown.clone());
         groups.push(TargetGroup {

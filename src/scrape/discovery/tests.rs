@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::scrape::config::{self, ScrapeConfigFile};
+use crate::scrape::config::{self, ScrapeConfig};
 
 struct Dir(tempfile::TempDir);
 
@@ -26,7 +26,7 @@ impl Dir {
         fs::write(path, text).expect("write test file");
     }
 
-    fn config(&self, yaml: &str) -> ScrapeConfigFile {
+    fn config(&self, yaml: &str) -> ScrapeConfig {
         self.write("prometheus.yml", yaml);
         config::parse(&self.path("prometheus.yml"), yaml).expect("config loads")
     }

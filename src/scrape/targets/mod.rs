@@ -51,7 +51,9 @@ use xxhash_rust::xxh64::Xxh64;
 use super::config::{GlobalConfig, JobConfig};
 use super::discovery::{META_FILEPATH, TargetGroup};
 use super::sharding;
-use crate::config::{ClusterConfig, format_go_duration, parse_duration, parse_go_duration};
+use crate::config::{
+    ClusterConfig, ValueError, format_go_duration, parse_duration, parse_go_duration,
+};
 use crate::prompb::Label;
 use crate::relabel;
 
@@ -120,8 +122,8 @@ pub enum DropReason {
     /// `__scrape_interval__` or `__scrape_timeout__` after relabeling is missing, does not
     /// parse, is zero, or the timeout is longer than the interval.
     InvalidInterval {
-        /// What is wrong, one line.
-        reason: String,
+        /// What is wrong.
+        reason: IntervalError,
     },
     /// The target belongs to other members of the scraping cluster.
     OtherMembers {
@@ -145,7 +147,7 @@ impl fmt::Display for DropReason {
             DropReason::InvalidScheme { scheme } => {
                 write!(f, "__scheme__ {scheme:?} is not http or https")
             }
-            DropReason::InvalidInterval { reason } => f.write_str(reason),
+            DropReason::InvalidInterval { reason } => write!(f, "{reason}"),
             DropReason::OtherMembers {
                 owners,
                 member_num,
@@ -435,25 +437,44 @@ fn set(labels: &mut Vec<Label>, name: &str, value: &str) {
     }
 }
 
+/// Why a target's `__scrape_interval__` or `__scrape_timeout__` is not usable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IntervalError {
+    /// The label is missing or its value is neither a Prometheus nor a Go duration.
+    #[error("{label} {text:?} is not a duration")]
+    NotADuration { label: &'static str, text: String },
+    /// The label's value is 0.
+    #[error("{label} cannot be 0")]
+    Zero { label: &'static str },
+    /// The timeout is longer than the interval.
+    #[error(
+        "__scrape_timeout__ {} is longer than __scrape_interval__ {}",
+        format_go_duration(*timeout),
+        format_go_duration(*interval)
+    )]
+    TimeoutLongerThanInterval {
+        timeout: Duration,
+        interval: Duration,
+    },
+}
+
 /// Reads `__scrape_interval__` and `__scrape_timeout__` back, as Prometheus checks them.
-fn intervals(labels: &[Label]) -> Result<(Duration, Duration), String> {
-    let read = |name: &str| -> Result<Duration, String> {
-        let text = get(labels, name).unwrap_or("");
-        let d =
-            parse_label_duration(text).map_err(|_| format!("{name} {text:?} is not a duration"))?;
+fn intervals(labels: &[Label]) -> Result<(Duration, Duration), IntervalError> {
+    let read = |label: &'static str| -> Result<Duration, IntervalError> {
+        let text = get(labels, label).unwrap_or("");
+        let d = parse_label_duration(text).map_err(|_| IntervalError::NotADuration {
+            label,
+            text: text.to_owned(),
+        })?;
         if d.is_zero() {
-            return Err(format!("{name} cannot be 0"));
+            return Err(IntervalError::Zero { label });
         }
         Ok(d)
     };
     let interval = read("__scrape_interval__")?;
     let timeout = read("__scrape_timeout__")?;
     if timeout > interval {
-        return Err(format!(
-            "__scrape_timeout__ {} is longer than __scrape_interval__ {}",
-            format_go_duration(timeout),
-            format_go_duration(interval)
-        ));
+        return Err(IntervalError::TimeoutLongerThanInterval { timeout, interval });
     }
     Ok((interval, timeout))
 }
@@ -497,7 +518,7 @@ fn split_host_port(s: &str) -> Result<(&str, &str), ()> {
 
 /// Reads a duration written either Prometheus' way (`1m30s`, `2d`) or Go's (`1m30.5s`,
 /// `1h0m0s`, `1.5s`, `250ms`, `10µs`); negative durations are refused.
-pub fn parse_label_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_label_duration(text: &str) -> Result<Duration, ValueError> {
     if let Ok(d) = parse_duration(text) {
         return Ok(d);
     }

@@ -207,7 +207,12 @@ fn relabeled_interval_is_read_back_in_either_spelling_and_checked() {
     j.relabel_configs = rules("- target_label: __scrape_timeout__\n  replacement: 5m\n");
     let set = build(&j, &[group(&["a:1"], &[])]);
     assert!(
-        matches!(&set.dropped[0].reason, DropReason::InvalidInterval { reason } if reason.contains("longer")),
+        matches!(
+            &set.dropped[0].reason,
+            DropReason::InvalidInterval {
+                reason: IntervalError::TimeoutLongerThanInterval { .. }
+            }
+        ),
         "{:?}",
         set.dropped
     );
