@@ -23,7 +23,7 @@ use crate::admin::{self, StatusSource};
 use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
 use crate::ingest::{self, FanoutSlot, IngestState};
-use crate::scrape::manager::{Scraper, ScraperError, TargetsView};
+use crate::scrape::manager::{ReloadError, Scraper, ScraperError, TargetsView};
 use crate::stats::{IngestMetrics, IngestSnapshot};
 
 /// Errors that stop the application.
@@ -69,7 +69,7 @@ impl StatusSource for App {
         self.scraper.get().map(|s| s.view())
     }
 
-    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), ReloadError>>> {
         let scraper = Arc::clone(self.scraper.get()?);
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {

@@ -45,7 +45,7 @@ use axum::response::{Html, IntoResponse, Json};
 use axum::routing::{get, post};
 
 use crate::forward::StorageStatus;
-use crate::scrape::manager::TargetsView;
+use crate::scrape::manager::{ReloadError, TargetsView};
 use crate::stats::IngestSnapshot;
 use process::ProcessStats;
 
@@ -61,7 +61,7 @@ pub trait StatusSource: Send + Sync + 'static {
     }
     /// Starts a reload of the scrape config and says how it went; `None` when there is nothing
     /// to reload.
-    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), String>>> {
+    fn reload(&self) -> Option<tokio::sync::oneshot::Receiver<Result<(), ReloadError>>> {
         None
     }
 }

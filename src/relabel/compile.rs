@@ -79,7 +79,7 @@ impl RelabelConfig {
         let regex =
             compile_anchored(self.regex_str()).map_err(|reason| RelabelError::InvalidRegex {
                 regex: self.regex_str().to_owned(),
-                reason,
+                reason: reason.to_string(),
             })?;
         self.check_fields()?;
         let op = match self.action {

@@ -15,24 +15,32 @@ use std::sync::LazyLock;
 use regex::{CaptureLocations, Regex, RegexBuilder};
 use regex_syntax::ast::{self, Ast, ClassPerlKind, ClassSetItem};
 
+/// Why a relabel regex could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum RegexError {
+    /// The anchored pattern does not parse.
+    #[error("{0}")]
+    Syntax(Box<ast::Error>),
+    /// The pattern parses but the regex engine refuses it (too large once compiled, ...).
+    #[error("{0}")]
+    Build(#[from] regex::Error),
+}
+
 /// Compiles `pattern` as Prometheus does (`^(?s:` + pattern + `)$`, by string concatenation,
 /// so the same odd inputs are accepted), with Go's ASCII Perl classes.
-pub(super) fn compile_anchored(pattern: &str) -> Result<Regex, String> {
+pub(super) fn compile_anchored(pattern: &str) -> Result<Regex, RegexError> {
     let anchored = format!("^(?s:{pattern})$");
     let translated = ascii_perl_classes(&anchored)?;
-    RegexBuilder::new(&translated)
-        .octal(true)
-        .build()
-        .map_err(|e| e.to_string())
+    Ok(RegexBuilder::new(&translated).octal(true).build()?)
 }
 
 /// Replaces every `\d \D \w \W \s \S \b \B` with the ASCII-only form Go gives them.
-fn ascii_perl_classes(pattern: &str) -> Result<String, String> {
+fn ascii_perl_classes(pattern: &str) -> Result<String, RegexError> {
     let parsed = ast::parse::ParserBuilder::new()
         .octal(true)
         .build()
         .parse(pattern)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| RegexError::Syntax(Box::new(e)))?;
     let edits = ast::visit(&parsed, PerlClassFinder::default()).unwrap_or_default();
     if edits.is_empty() {
         return Ok(pattern.to_owned());

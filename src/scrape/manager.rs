@@ -39,6 +39,20 @@ pub enum ScraperError {
     Client { job: String, reason: String },
 }
 
+/// Why a reload of the scrape config was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The scraper has stopped (shutdown under way), so there is nothing to reload.
+    #[error("the scraper has stopped")]
+    Stopped,
+    /// The task loading the file panicked or was cancelled.
+    #[error("loading the scrape config failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The new file could not be loaded, or a job's HTTP client could not be built.
+    #[error(transparent)]
+    Scraper(#[from] ScraperError),
+}
+
 /// One active target as the pages see it.
 #[derive(Clone)]
 pub struct ActiveTarget {
@@ -54,7 +68,7 @@ pub struct TargetsView {
 }
 
 enum Command {
-    Reload(oneshot::Sender<Result<(), String>>),
+    Reload(oneshot::Sender<Result<(), ReloadError>>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -112,14 +126,13 @@ impl Scraper {
     }
 
     /// Re-reads the scrape config file. On error the running configuration stays.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let (tx, rx) = oneshot::channel();
         self.commands
             .send(Command::Reload(tx))
             .await
-            .map_err(|_| "the scraper has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the scraper has stopped".to_string())?
+            .map_err(|_| ReloadError::Stopped)?;
+        rx.await.map_err(|_| ReloadError::Stopped)?
     }
 
     /// Stops every loop (without stale markers).
@@ -168,14 +181,12 @@ impl State {
         }
     }
 
-    async fn reload(&mut self) -> Result<(), String> {
+    async fn reload(&mut self) -> Result<(), ReloadError> {
         let path = self.path.clone();
         let file = tokio::task::spawn_blocking(move || config::load(&path))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let jobs =
-            runtimes(&file, &self.fanout, &self.metrics, &self.jobs).map_err(|e| e.to_string())?;
+            .await?
+            .map_err(ScraperError::from)?;
+        let jobs = runtimes(&file, &self.fanout, &self.metrics, &self.jobs)?;
         // Loops of jobs whose settings changed restart with the new settings, keeping memory.
         let mut handed_over = HashMap::new();
         let changed: Vec<u64> = self

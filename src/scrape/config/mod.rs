@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use serde_saphyr::Error as YamlError;
 
-use crate::config::{Place, ReadFileError, Secret};
+use crate::config::{Place, ReadFileError, Secret, ValueError};
 pub(crate) use crate::config::{key_path_of, read_bounded};
 use crate::relabel::{CompiledRelabel, RelabelConfig, compile_all};
 
@@ -375,14 +375,15 @@ pub fn parse(path: &Path, text: &str) -> Result<ScrapeConfig, ScrapeConfigError>
 
 /// Parses a size as Prometheus' `units.Base2Bytes` does: `512KB`, `10MB`, `1GiB` are powers of
 /// 1024 whichever spelling; `B` or no unit is bytes. Units are case-insensitive here.
-pub fn parse_prometheus_size(text: &str) -> Result<u64, String> {
+pub fn parse_prometheus_size(text: &str) -> Result<u64, ValueError> {
     let s = text.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = (&s[..split], &s[split..]);
-    let bad = |why: &str| {
-        format!(
-            "invalid size {text:?}: {why} (use a number and a unit like 512KB, 10MB or 1GB; KB means 1024 bytes, as in Prometheus)"
-        )
+    let bad = |why: &str| ValueError::Size {
+        text: text.to_owned(),
+        why: format!(
+            "{why} (use a number and a unit like 512KB, 10MB or 1GB; KB means 1024 bytes, as in Prometheus)"
+        ),
     };
     if number.is_empty() {
         return Err(bad("expected a number"));

@@ -298,7 +298,7 @@ impl<'a> ScrapeConfigResolver<'a> {
             let mut files = Vec::new();
             for pattern in &f.files.value {
                 check_file_sd_pattern(pattern)
-                    .map_err(|reason| self.invalid(&f.files, fkey.clone(), reason))?;
+                    .map_err(|e| self.invalid(&f.files, fkey.clone(), e.to_string()))?;
                 let joined = self.path(Path::new(pattern));
                 files.push(FilePattern {
                     path: clean_path(&joined),
@@ -603,16 +603,14 @@ impl<'a> ScrapeConfigResolver<'a> {
 
 /// Prometheus' rule for `file_sd_configs` file names (`patFileSDName`), with wildcards limited
 /// to the last path element.
-fn check_file_sd_pattern(pattern: &str) -> Result<(), String> {
+fn check_file_sd_pattern(pattern: &str) -> Result<(), FilePatternError> {
     let shown = one_line(pattern);
     let (dir, name) = match pattern.rfind('/') {
         Some(i) => (&pattern[..i], &pattern[i + 1..]),
         None => ("", pattern),
     };
     if dir.contains(['*', '?', '[']) {
-        return Err(format!(
-            "{shown:?}: wildcards are allowed only in the file name, not in directories"
-        ));
+        return Err(FilePatternError::WildcardInDirectory { shown });
     }
     // Prometheus accepts the extension in lower or upper case, not mixed.
     let extension = name.rsplit_once('.').map(|(_, ext)| ext);
@@ -620,11 +618,20 @@ fn check_file_sd_pattern(pattern: &str) -> Result<(), String> {
         extension,
         Some("json" | "yml" | "yaml" | "JSON" | "YML" | "YAML")
     ) {
-        return Err(format!(
-            "{shown:?}: file_sd files must end in .json, .yml or .yaml"
-        ));
+        return Err(FilePatternError::BadExtension { shown });
     }
     Ok(())
+}
+
+/// Why a `file_sd_configs` file name pattern is refused (`shown` is the pattern, escaped).
+#[derive(Debug, thiserror::Error)]
+enum FilePatternError {
+    /// A wildcard appears before the last `/`.
+    #[error("{shown:?}: wildcards are allowed only in the file name, not in directories")]
+    WildcardInDirectory { shown: String },
+    /// The name does not end in `.json`, `.yml` or `.yaml` (all lower or all upper case).
+    #[error("{shown:?}: file_sd files must end in .json, .yml or .yaml")]
+    BadExtension { shown: String },
 }
 
 /// Formats a duration for messages the way the file writes them (`1m30s`).
