@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /` | the status page a person reads (`page.rs`) |
 //! | `GET /api/v1/queues` | JSON array, one [`StorageStatus`] per storage, design.md's field names |
-//! | `GET /metrics` | Prometheus text format 0.0.4 (`exposition.rs`, process figures from `process.rs`) |
+//! | `GET /metrics` | Prometheus text format 0.0.4 (`metrics.rs`, process figures from `process.rs`) |
 //! | `GET /-/healthy` | `200 OK` while the process runs |
 //! | `GET /-/ready` | `200` once every queue is open, `503` before |
 //! | `GET /api/v1/targets` | the scraper's targets in Prometheus' JSON shape, empty when off (`targets_api.rs`) |
@@ -25,7 +25,7 @@
 //! # Must not
 //! Mutate queues or senders: it only reads snapshots, and holds no lock of theirs while rendering.
 
-mod exposition;
+mod metrics;
 mod page;
 mod process;
 mod rates;
@@ -109,9 +109,9 @@ async fn metrics(State(a): State<Shared>) -> impl IntoResponse {
     let ingest = a.source.ingest();
     let process = ProcessStats::read();
     let mut body = String::with_capacity(a.metrics_len.load(Ordering::Relaxed) + 1024);
-    exposition::render(&mut body, &storages, &ingest, &process);
+    metrics::render(&mut body, &storages, &ingest, &process);
     a.metrics_len.store(body.len(), Ordering::Relaxed);
-    ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body)
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
 
 async fn status_page(State(a): State<Shared>) -> impl IntoResponse {

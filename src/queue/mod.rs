@@ -65,7 +65,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::warn;
@@ -76,6 +76,8 @@ use ledger::{Shared, pending_bytes};
 use reader::Reader;
 use recovery::recover;
 use writer::{SyncState, Writer};
+// The wall clock for frame and chunk headers, shared with the rest of the crate.
+use crate::util::now_ms;
 
 /// Default size at which a chunk file is sealed and a new one started. 32 MiB keeps the start-up
 /// scan of the head file short and lets a size cap drop data in steps of a few percent, while
@@ -246,13 +248,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a queue lock leaves state that is still consistent on disk (the files
     // are the truth), so poisoning is not worth propagating.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Queue {
