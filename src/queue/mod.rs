@@ -46,11 +46,13 @@
 //! - `ledger.rs`: the chunk list and counters both sides share, flush (fsync, persist the
 //!   position, delete acknowledged chunks) and [`Stats`].
 //! - `recovery.rs`: rebuilding the state from the directory at open.
+//! - `offline.rs`: read-only examination for `promrelay queue verify|inspect` (takes no lock).
 
 mod error;
 mod format;
 mod io;
 mod ledger;
+pub mod offline;
 mod reader;
 mod recovery;
 mod writer;
