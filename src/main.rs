@@ -1,15 +1,21 @@
 //! The `promrelay` binary: parse the configuration, set up logging, bind, and run the server until
 //! SIGTERM or SIGINT. Everything else lives in the library (`promrelay::server::run`).
+//! `promrelay queue verify|inspect PATH...` runs the read-only queue tools
+//! (`promrelay::queue::offline`) instead, and loads no configuration.
 
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use promrelay::config::{Config, LogFormat};
+use promrelay::config::{Config, Invocation, LogFormat, QueueCommand};
+use promrelay::queue::offline;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cfg = match Config::from_args(std::env::args_os()) {
-        Ok(cfg) => cfg,
+    let cfg = match Invocation::from_args(std::env::args_os()) {
+        Ok(Invocation::Run(cfg)) => *cfg,
+        Ok(Invocation::Queue(command)) => return queue_command(command),
         Err(e) => return e.report(),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -49,6 +55,76 @@ fn run(cfg: Config) -> anyhow::Result<()> {
         promrelay::server::run(cfg, listener, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// `promrelay queue verify|inspect`: reports on stdout, problems with a path on stderr. Exit
+/// status: 2 when a path is not a queue (or cannot be listed), else 1 when verify found damage,
+/// else 0.
+fn queue_command(command: QueueCommand) -> ExitCode {
+    let (paths, verify, json) = match command {
+        QueueCommand::Verify { paths } => (paths, true, false),
+        QueueCommand::Inspect { paths, json } => (paths, false, json),
+    };
+    let (reports, not_queues) = examine_all(&paths);
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &reports)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        reports.iter().try_for_each(|r| {
+            let text = if verify {
+                r.verify_text()
+            } else {
+                r.inspect_text()
+            };
+            out.write_all(text.as_bytes())
+        })
+    };
+    if let Err(e) = written {
+        eprintln!("promrelay: writing the report: {e}");
+        return ExitCode::from(2);
+    }
+    if not_queues {
+        ExitCode::from(2)
+    } else if verify && !reports.iter().all(offline::QueueReport::is_intact) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Reports for every queue under `paths`, and whether any path was not a queue (said on stderr).
+fn examine_all(paths: &[PathBuf]) -> (Vec<offline::QueueReport>, bool) {
+    let mut reports = Vec::new();
+    let mut not_queues = false;
+    for path in paths {
+        let dirs = match offline::queue_dirs(path) {
+            Ok(dirs) if dirs.is_empty() => {
+                eprintln!(
+                    "promrelay: {}: a data directory with no queues",
+                    path.display()
+                );
+                continue;
+            }
+            Ok(dirs) => dirs,
+            Err(e) => {
+                eprintln!("promrelay: {e}");
+                not_queues = true;
+                continue;
+            }
+        };
+        for dir in dirs {
+            match offline::examine(&dir) {
+                Ok(report) => reports.push(report),
+                Err(e) => {
+                    eprintln!("promrelay: {e}");
+                    not_queues = true;
+                }
+            }
+        }
+    }
+    (reports, not_queues)
 }
 
 /// Completes on SIGTERM or SIGINT.

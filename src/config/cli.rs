@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use url::Url;
 
@@ -83,9 +83,14 @@ Durations: 100ms, 30s, 1m30s, 5m, 1h."
     about = "Disk-durable forwarding proxy for Prometheus remote-write: receives pushes, keeps one disk queue per destination storage, forwards from the queues.",
     long_about = None,
     after_help = AFTER_HELP,
-    max_term_width = 100
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// Offline tools; without one, promrelay runs the relay
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address for pushes and admin pages: IP:PORT, or :PORT for all interfaces
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8431", value_parser = parse_listen)]
     pub listen: SocketAddr,
@@ -133,6 +138,37 @@ pub struct Cli {
     /// How many instances scrape each target (1 <= R <= N)
     #[arg(long, value_name = "R", default_value = "1", value_parser = parse_positive_count, help_heading = "Scraping")]
     pub cluster_replication_factor: u32,
+}
+
+/// A subcommand: something other than running the relay.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Check or inspect queue directories offline (read-only: safe beside a running promrelay)
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+/// `promrelay queue ...`: the offline queue tools. A PATH is a data directory (all the queues under
+/// its queues/) or one queue directory.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum QueueCommand {
+    /// Check every byte: per chunk file its valid blocks and each damaged byte range.
+    /// Exit status 0 when all is intact, 1 when anything is damaged, 2 when a PATH is not a queue
+    Verify {
+        /// Data directory or queue directory
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show chunks, pending blocks and bytes, the position, the oldest and newest block times,
+    /// and what the size cap would drop next. Exit status 2 when a PATH is not a queue
+    Inspect {
+        /// Data directory or queue directory
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
+        /// One JSON array of queue objects on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_positive_size(s: &str) -> Result<u64, ValueError> {
@@ -237,6 +273,35 @@ mod tests {
         assert_eq!(cli.max_request_bytes, 32 << 20);
         assert_eq!(cli.fsync, FsyncMode::default());
         assert_eq!(cli.log_format, LogFormat::default());
+    }
+
+    #[test]
+    fn queue_subcommand_needs_no_storage_and_loads_no_configuration() {
+        use super::super::Invocation;
+        let parsed = Invocation::from_args(["promrelay", "queue", "inspect", "--json", "/d", "/e"]);
+        assert_eq!(
+            parsed.unwrap(),
+            Invocation::Queue(QueueCommand::Inspect {
+                paths: vec!["/d".into(), "/e".into()],
+                json: true
+            })
+        );
+        assert!(super::super::Config::from_args(["promrelay", "queue", "verify", "/d"]).is_err());
+    }
+
+    #[test]
+    fn queue_tools_need_a_path_and_do_not_mix_with_relay_flags() {
+        assert!(Cli::try_parse_from(["promrelay", "queue", "verify"]).is_err());
+        assert!(
+            Cli::try_parse_from(["promrelay", "--fsync", "always", "queue", "verify", "/d"])
+                .is_err()
+        );
+        assert_eq!(
+            Cli::try_parse_from(["promrelay", "--fsync", "always"])
+                .unwrap()
+                .command,
+            None
+        );
     }
 
     #[test]

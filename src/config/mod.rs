@@ -2,7 +2,8 @@
 //! into one [`Config`] at start-up.
 //!
 //! # Owns
-//! - The flags ([`Cli`], whose `--help` documents each flag, its default and a YAML example) and
+//! - The flags ([`Cli`], whose `--help` documents each flag, its default and a YAML example; its
+//!   subcommands, [`Command`], name the offline tools and their arguments) and
 //!   the file format: the flags' settings under their names with `_`, plus `storages:` (the raw
 //!   structs in `file.rs` are the reference; unknown keys are errors).
 //! - Merging: a scalar flag given on the command line wins over the file, the file wins over the
@@ -28,13 +29,13 @@
 //!
 //! # Use from the binary
 //! ```no_run
+//! use promrelay::config::Invocation;
 //! fn main() -> std::process::ExitCode {
-//!     let cfg = match promrelay::config::Config::from_args(std::env::args_os()) {
-//!         Ok(cfg) => cfg,
+//!     match Invocation::from_args(std::env::args_os()) {
+//!         Ok(Invocation::Run(cfg)) => drop(cfg), // ... run the relay with *cfg ...
+//!         Ok(Invocation::Queue(command)) => drop(command), // ... the offline tools; no config loaded
 //!         Err(e) => return e.report(),
-//!     };
-//!     // ... run with cfg ...
-//! #   drop(cfg);
+//!     }
 //!     std::process::ExitCode::SUCCESS
 //! }
 //! ```
@@ -59,7 +60,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 use crate::util::one_line;
 
-pub use cli::{Cli, FsyncMode, LogFormat};
+pub use cli::{Cli, Command, FsyncMode, LogFormat, QueueCommand};
 pub use error::{ConfigError, Place};
 pub use file::MAX_CONCURRENCY;
 pub use file::ReadFileError;
@@ -120,13 +121,19 @@ pub struct ClusterConfig {
     pub replication_factor: u32,
 }
 
-impl Config {
-    /// Parses `args` (the first item is the program name, as in `std::env::args_os()`), reads the
-    /// `--config` file and any secret files it names, merges and validates.
-    ///
-    /// `--help` and `--version` come back as [`ConfigError::HelpOrVersion`]; see
-    /// [`ConfigError::report`].
-    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+/// What the command line asks for: run the relay, or one of the offline tools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invocation {
+    /// No subcommand: run the relay with this configuration.
+    Run(Box<Config>),
+    /// `promrelay queue ...`: examine queue directories; no configuration is loaded.
+    Queue(QueueCommand),
+}
+
+impl Invocation {
+    /// Parses `args` (the first item is the program name, as in `std::env::args_os()`). Without a
+    /// subcommand, reads, merges and validates the configuration as [`Config::from_args`] does.
+    pub fn from_args<I, T>(args: I) -> Result<Invocation, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
@@ -135,12 +142,35 @@ impl Config {
             .try_get_matches_from(args)
             .map_err(flag_error)?;
         let cli = Cli::from_arg_matches(&matches).map_err(flag_error)?;
+        if let Some(Command::Queue(command)) = cli.command {
+            return Ok(Invocation::Queue(command));
+        }
         let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
         let file = match &cli.config {
             Some(path) => Some((path.clone(), file::load(path)?)),
             None => None,
         };
-        merge(&cli, &given, file)
+        merge(&cli, &given, file).map(|c| Invocation::Run(Box::new(c)))
+    }
+}
+
+impl Config {
+    /// Parses `args` (the first item is the program name, as in `std::env::args_os()`), reads the
+    /// `--config` file and any secret files it names, merges and validates.
+    ///
+    /// `--help` and `--version` come back as [`ConfigError::HelpOrVersion`]; see
+    /// [`ConfigError::report`]. A subcommand is an error here: use [`Invocation::from_args`].
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        match Invocation::from_args(args)? {
+            Invocation::Run(config) => Ok(*config),
+            Invocation::Queue(_) => Err(ConfigError::Flag(
+                "a subcommand (queue) is not a relay configuration".to_owned(),
+            )),
+        }
     }
 }
 
