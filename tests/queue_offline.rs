@@ -8,6 +8,10 @@ use std::time::SystemTime;
 
 use promrelay::queue::offline::{self, DamageKind, PositionReport};
 use promrelay::queue::{Options, Queue, SyncPolicy};
+use queue_helpers::{block, read_and_ack_all};
+
+#[path = "common/queue.rs"]
+mod queue_helpers;
 
 /// Chunk files of 4 KiB hold five 700-byte blocks (frames of 724 bytes after a 32-byte header).
 const CHUNK_BYTES: u64 = 4096;
@@ -17,18 +21,14 @@ const HEADER: u64 = 32;
 const BLOCKS_PER_CHUNK: u64 = 5;
 
 fn options() -> Options {
-    Options {
-        chunk_bytes: CHUNK_BYTES,
-        sync: SyncPolicy::Never,
-        ..Options::default()
-    }
+    queue_helpers::options(CHUNK_BYTES, SyncPolicy::Never)
 }
 
 /// A queue in `dir` holding `n` blocks; block `i` has item count `i + 1`.
 fn build(dir: &Path, n: u32) {
     let q = Queue::open(dir, options()).unwrap();
     for i in 0..n {
-        q.append(&[i as u8; PAYLOAD], i + 1).unwrap();
+        q.append(&block(i, PAYLOAD), i + 1).unwrap();
     }
     q.close().unwrap();
 }
@@ -138,13 +138,9 @@ fn verify_finds_exactly_the_damage_the_reader_skips() {
     let valid: u64 = report.chunks.iter().map(|c| c.valid.blocks).sum();
 
     let q = Queue::open(dir.path(), options()).unwrap();
-    let mut read = 0;
-    while let Some(b) = q.read().unwrap() {
-        read += 1;
-        q.ack(b.id);
-    }
+    let read = read_and_ack_all(&q);
     let stats = q.stats();
-    assert_eq!(valid, read);
+    assert_eq!(valid, read.len() as u64);
     assert_eq!(damaged.len() as u64, stats.corrupt_blocks_skipped);
     assert_eq!(
         damaged.iter().map(|(_, s, e)| e - s).sum::<u64>(),
@@ -218,7 +214,7 @@ fn inspect_json_shows_position_pending_times_and_the_next_cap_drop() {
     {
         let q = Queue::open(dir.path(), options()).unwrap();
         for i in 0..30u32 {
-            q.append(&[i as u8; PAYLOAD], i + 1).unwrap();
+            q.append(&block(i, PAYLOAD), i + 1).unwrap();
         }
         for _ in 0..12 {
             let b = q.read().unwrap().unwrap();
@@ -405,7 +401,7 @@ fn verify_and_inspect_beside_an_open_queue_succeed_and_change_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let q = Queue::open(dir.path(), options()).unwrap();
     for i in 0..17u32 {
-        q.append(&[i as u8; PAYLOAD], 1).unwrap();
+        q.append(&block(i, PAYLOAD), 1).unwrap();
     }
     q.flush().unwrap();
     let before = snapshot(dir.path());
