@@ -37,7 +37,8 @@ impl Faults for SlowFailingSyncs {
         }
         thread::sleep(Duration::from_micros(300));
         let n = self.syncs.fetch_add(1, Ordering::SeqCst) + 1;
-        (n % self.fail_every == 0).then(|| io::Error::other("injected fsync failure (EIO)"))
+        n.is_multiple_of(self.fail_every)
+            .then(|| io::Error::other("injected fsync failure (EIO)"))
     }
 }
 
@@ -122,6 +123,9 @@ fn failing_fsyncs_during_concurrent_appends_and_rollovers_never_hang() {
         THREADS as u64 * u64::from(APPENDS_PER_THREAD),
         "every append returned"
     );
-    assert!(outcome.failed > 0, "some fsyncs failed, so some appends did");
+    assert!(
+        outcome.failed > 0,
+        "some fsyncs failed, so some appends did"
+    );
     assert!(outcome.ok > 0, "the other appends succeeded");
 }

@@ -26,15 +26,13 @@ impl Inner {
                 let w = lock(&self.writer);
                 (Arc::clone(&w.file), w.path.clone(), w.appends)
             };
-            if lock(&self.sync).synced < upto {
+            if self.commit.synced_through() < upto {
                 if let Err(e) = self.io.sync(&file, &path) {
                     lock(&self.shared).stats.sync_errors += 1;
-                    let mut st = lock(&self.sync);
-                    st.failed_through = st.failed_through.max(upto);
+                    self.commit.failed(upto);
                     return Err(io_err("fsync", &path)(e));
                 }
-                let mut st = lock(&self.sync);
-                st.synced = st.synced.max(upto);
+                self.commit.synced(upto);
             }
         }
         let mut r = lock(&self.reader);

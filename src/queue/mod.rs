@@ -32,7 +32,8 @@
 //! # Shape
 //! Three locks, always taken in this order: `writer` (the head chunk being appended to), `reader`
 //! (read and acknowledge positions, blocks in flight), `shared` (chunk list and counters both sides
-//! update). The sync state has its own lock and is never held while taking another. A background
+//! update). Group commit's state (`commit.rs`) is innermost: its lock is private to that file and
+//! its methods touch nothing else, so it cannot be held while another is taken. A background
 //! thread calls [`Queue::flush`] every sync interval: fsync (per policy), persist the position, delete
 //! chunk files that are fully acknowledged (position first, then the files: deletion is idempotent).
 //!
@@ -41,13 +42,15 @@
 //! - `error.rs`: [`QueueError`].
 //! - `format.rs`: the bytes of chunk headers, frames and the position file (`queue-format.md`).
 //! - `io.rs`: the one layer every file operation goes through, and the [`Faults`] hook on it.
-//! - `writer.rs`: append with group commit, the size cap, rollover, creating chunk files.
+//! - `writer.rs`: append, waiting for group commit, the size cap, rollover, creating chunk files.
+//! - `commit.rs`: group commit's state (which appends an fsync covered, or failed to).
 //! - `reader.rs`: reading in order, skipping damage, acknowledgements and the acknowledged prefix.
 //! - `ledger.rs`: the chunk list and counters both sides share, flush (fsync, persist the
 //!   position, delete acknowledged chunks) and [`Stats`].
 //! - `recovery.rs`: rebuilding the state from the directory at open.
 //! - `offline.rs`: read-only examination for `promrelay queue verify|inspect` (takes no lock).
 
+mod commit;
 mod error;
 mod format;
 mod io;
@@ -65,19 +68,20 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::warn;
 
+use commit::GroupCommit;
 use error::io_err;
 use io::Io;
 use ledger::{Shared, pending_bytes};
 use reader::Reader;
 use recovery::recover;
-use writer::{SyncState, Writer};
+use writer::Writer;
 // The wall clock for frame and chunk headers, shared with the rest of the crate.
 use crate::util::now_ms;
 
@@ -231,8 +235,8 @@ struct Inner {
     writer: Mutex<Writer>,
     reader: Mutex<Reader>,
     shared: Mutex<Shared>,
-    sync: Mutex<SyncState>,
-    sync_cv: Condvar,
+    /// Group commit's state: the innermost lock, only ever taken inside `commit.rs`.
+    commit: GroupCommit,
     notify: Arc<tokio::sync::Notify>,
     _lock: File,
 }
@@ -302,8 +306,7 @@ impl Queue {
                 chunks: recovered.chunks,
                 stats: recovered.stats,
             }),
-            sync: Mutex::new(SyncState::default()),
-            sync_cv: Condvar::new(),
+            commit: GroupCommit::default(),
             notify: Arc::new(tokio::sync::Notify::new()),
             opts,
             _lock: lock_file,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tracing::warn;
 
+use super::commit::Turn;
 use super::error::io_err;
 use super::io::Io;
 use super::{
@@ -24,13 +25,6 @@ pub(super) struct Writer {
     /// The last write failed and the file could not be cut back yet.
     pub(super) needs_truncate: bool,
     pub(super) buf: Vec<u8>,
-}
-
-#[derive(Default)]
-pub(super) struct SyncState {
-    pub(super) synced: u64,
-    pub(super) failed_through: u64,
-    pub(super) in_progress: bool,
 }
 
 impl Inner {
@@ -160,8 +154,7 @@ impl Inner {
                 lock(&self.shared).stats.sync_errors += 1;
                 return Err(io_err("fsync", &w.path)(e));
             }
-            let mut st = lock(&self.sync);
-            st.synced = st.synced.max(w.appends);
+            self.commit.synced(w.appends);
         }
         let chunk = w.chunk + 1;
         let (file, path) = create_chunk(&self.dir, &self.io, chunk, self.opts.sync)
@@ -180,51 +173,28 @@ impl Inner {
         Ok(())
     }
 
-    /// Waits until an fsync covers append number `n` (group commit).
+    /// Waits until an fsync covers append number `n` (group commit). Takes the writer lock only
+    /// after group commit's lock is released (the `Turn` is a plain value).
     pub(super) fn sync_through(&self, n: u64) -> Result<(), QueueError> {
-        let mut st = lock(&self.sync);
-        loop {
-            if n <= st.failed_through && n > st.synced {
-                return Err(self.sync_failed_error());
-            }
-            if st.synced >= n {
-                return Ok(());
-            }
-            if !st.in_progress {
-                break;
-            }
-            st = self.sync_cv.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        st.in_progress = true;
-        drop(st);
+        let leader = match self.commit.wait_for(n) {
+            Turn::Covered => return Ok(()),
+            Turn::Failed => return Err(self.sync_failed_error()),
+            Turn::Lead(leader) => leader,
+        };
         let (file, path, upto) = {
             let w = lock(&self.writer);
             (Arc::clone(&w.file), w.path.clone(), w.appends)
         };
         let res = self.io.sync(&file, &path);
-        let mut st = lock(&self.sync);
-        st.in_progress = false;
-        let out = match res {
-            Ok(()) => {
-                st.synced = st.synced.max(upto);
-                Ok(())
-            }
-            Err(e) => {
-                // The pages this fsync covered are in doubt; a later fsync "succeeding" proves
-                // nothing about them, so every append up to here reports the failure.
-                st.failed_through = st.failed_through.max(upto);
-                Err(io_err("fsync", &path)(e))
-            }
-        };
-        drop(st);
-        self.sync_cv.notify_all();
-        if out.is_err() {
+        leader.finish(upto, res.is_ok());
+        res.map_err(|e| {
+            // The pages this fsync covered are in doubt: every append up to here reports it.
             lock(&self.shared).stats.sync_errors += 1;
-        }
-        out
+            io_err("fsync", &path)(e)
+        })
     }
 
-    pub(super) fn sync_failed_error(&self) -> QueueError {
+    fn sync_failed_error(&self) -> QueueError {
         let path = lock(&self.writer).path.clone();
         QueueError::Io {
             op: "fsync",
