@@ -5,12 +5,13 @@
 //! The disk is simulated with the queue's `Faults` hook: `Disk` has a byte budget that every write
 //! through the queue's I/O layer spends; a write that does not fit fails with `StorageFull`, and a
 //! tearing disk writes the bytes that still fit before failing (what a real filesystem does when it
-//! runs out of blocks in the middle of a write). The last test uses a real full filesystem (a small
-//! tmpfs) when this machine lets it mount one, and says that it skipped otherwise.
+//! runs out of blocks in the middle of a write). The last tests use a real full filesystem (a small
+//! tmpfs, mounted for the test: they need root, and fail without it).
 
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use promrelay::queue::{Faults, Op, Options, Queue, QueueError, SyncPolicy};
 use queue_helpers::{Rng, block, index_of, read_all_unacked as read_all};
@@ -333,16 +334,23 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().ok()?;
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); panics when it cannot, since the
+    /// tests that need a real full disk must not pass without one.
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("a directory to mount the tmpfs on");
         let _exclusive = SPAWNS.write().unwrap_or_else(|p| p.into_inner());
-        let status = std::process::Command::new("mount")
+        let out = std::process::Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then_some(Tmpfs { dir })
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a {size} tmpfs on {} (this test needs root): {}",
+            dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
     }
 }
 
@@ -355,14 +363,98 @@ impl Drop for Tmpfs {
     }
 }
 
+fn chunk_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .expect("list the queue directory")
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".chunk")
+                .then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads and acknowledges everything; returns the block numbers.
+fn read_and_ack_all(q: &Queue) -> Vec<u32> {
+    let mut got = Vec::new();
+    while let Some(b) = q.read().expect("read") {
+        got.push(index_of(&b.payload));
+        q.ack(b.id);
+    }
+    got
+}
+
+/// Production's chunk size (32 MiB) on a 1 MiB disk: everything is in the head chunk.
+fn one_chunk_fills_the_disk() -> Options {
+    Options {
+        sync: SyncPolicy::Interval(Duration::from_secs(1)),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn appends_resume_once_the_reader_has_caught_up_with_a_head_chunk_that_filled_the_disk() {
+    let fs = Tmpfs::mount("1m");
+    let _serial = no_spawns();
+    let dir = fs.dir.path().join("queue");
+    let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
+    let (err, ok) = fill(&q, 0, 1000);
+    assert!(err.is_disk_full(), "{err}");
+    assert_eq!(chunk_files(&dir).len(), 1, "one head chunk holds it all");
+
+    assert_eq!(read_and_ack_all(&q), ok, "the storage took every block");
+    let more: Vec<u32> = (10_000..10_020).collect();
+    for &i in &more {
+        q.append(&block(i, 1000), 1).unwrap_or_else(|e| {
+            panic!("the acknowledged head chunk must give its space back; append {i}: {e}")
+        });
+    }
+    let files = chunk_files(&dir);
+    assert_eq!(files.len(), 1, "the acknowledged chunk is gone: {files:?}");
+    assert!(
+        files[0].1 < 64 * 1024,
+        "only the new blocks take space: {files:?}"
+    );
+    q.close().unwrap();
+    let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
+    assert_eq!(read_all(&q), more, "after reopen: exactly the new blocks");
+}
+
+#[test]
+fn a_restart_gives_back_the_space_of_a_fully_acknowledged_head_chunk() {
+    let fs = Tmpfs::mount("1m");
+    let _serial = no_spawns();
+    let dir = fs.dir.path().join("queue");
+    let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
+    let (err, ok) = fill(&q, 0, 1000);
+    assert!(err.is_disk_full(), "{err}");
+    q.close().unwrap();
+    // Another run delivers the backlog and stops without appending.
+    let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
+    assert_eq!(read_and_ack_all(&q), ok);
+    q.close().unwrap();
+
+    let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
+    let files = chunk_files(&dir);
+    assert!(
+        files.iter().all(|(_, len)| *len < 64 * 1024),
+        "open gave the acknowledged head chunk's space back: {files:?}"
+    );
+    let more: Vec<u32> = (10_000..10_020).collect();
+    for &i in &more {
+        q.append(&block(i, 1000), 1)
+            .unwrap_or_else(|e| panic!("after a restart, append {i} must work: {e}"));
+    }
+    assert_eq!(read_all(&q), more, "nothing acknowledged comes again");
+}
+
 #[test]
 fn real_enospc_is_a_disk_full_error_and_heals_when_space_is_freed() {
-    let Some(fs) = Tmpfs::mount("256k") else {
-        eprintln!(
-            "SKIPPED: cannot mount a tmpfs here (needs root); the injected-fault tests cover this"
-        );
-        return;
-    };
+    let fs = Tmpfs::mount("256k");
+    let _serial = no_spawns();
     let dir = fs.dir.path().join("queue");
     let opts = || Options {
         chunk_bytes: 16 * 1024,

@@ -240,9 +240,17 @@ pub struct RelayBuilder {
     storage_settings: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 impl RelayBuilder {
+    /// Keeps the queues in `dir` (for example a small filesystem of the test's own) instead of
+    /// `data/` in the relay's directory.
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Adds a command-line flag or value, for example `.arg("--fsync").arg("always")`.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -279,7 +287,10 @@ impl RelayBuilder {
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
             "--data-dir".to_owned(),
-            dir.path().join("data").display().to_string(),
+            self.data_dir
+                .unwrap_or_else(|| dir.path().join("data"))
+                .display()
+                .to_string(),
         ];
         if self.storages_on_command_line {
             assert!(
@@ -347,6 +358,7 @@ impl Relay {
             storage_settings: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
+            data_dir: None,
         }
     }
 
