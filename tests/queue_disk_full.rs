@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use promrelay::queue::{Faults, Op, Options, Queue, QueueError, SyncPolicy};
-use queue_helpers::{Rng, block, index_of, read_all_unacked as read_all};
+use queue_helpers::{
+    Rng, block, chunk_paths, index_of, read_all_unacked as read_all, read_and_ack_all,
+};
 
 #[path = "common/queue.rs"]
 mod queue_helpers;
@@ -328,6 +330,39 @@ fn failed_fsync_under_always_fails_the_append_and_is_counted() {
     assert_eq!(q.stats().sync_errors, 1);
 }
 
+#[test]
+fn a_head_chunk_given_back_before_its_successor_fits_is_followed_by_the_next_append() {
+    let _serial = no_spawns();
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Disk::unlimited();
+    let q = Queue::open(dir.path(), options(&disk, 64 * 1024, SyncPolicy::Never)).unwrap();
+    let ok: Vec<u32> = (0..5).collect();
+    for &i in &ok {
+        q.append(&block(i, 1000), 1).unwrap();
+    }
+    disk.set_free(0);
+    assert!(q.append(&block(5, 1000), 1).unwrap_err().is_disk_full());
+    assert_eq!(read_and_ack_all(&q), ok);
+    // Room for the new position (28 bytes) but not for the next chunk's header (32).
+    disk.set_free(40);
+    let err = q.append(&block(6, 1000), 1).unwrap_err();
+    assert!(err.is_disk_full(), "{err}");
+    assert!(
+        chunk_paths(dir.path()).is_empty(),
+        "the acknowledged head chunk was given back"
+    );
+    assert_eq!(q.stats().pending_blocks, 0);
+
+    disk.free_up();
+    q.append(&block(7, 1000), 1)
+        .expect("space is back: the next append creates the next chunk");
+    assert_eq!(read_all(&q), vec![7]);
+    q.close().unwrap();
+    let (got, stats) = reopen_and_read_all(dir.path(), 64 * 1024);
+    assert_eq!(got, vec![7], "after reopen");
+    assert_eq!(stats.chunks_skipped, 0, "no chunk looks missing: {stats:?}");
+}
+
 /// A small real tmpfs, unmounted on drop.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -363,28 +398,15 @@ impl Drop for Tmpfs {
     }
 }
 
-fn chunk_files(dir: &Path) -> Vec<(String, u64)> {
-    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
-        .expect("list the queue directory")
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.ends_with(".chunk")
-                .then(|| (name, e.metadata().map(|m| m.len()).unwrap_or(0)))
+/// The chunk files in `dir` with their lengths.
+fn chunk_files(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    chunk_paths(dir)
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p, len)
         })
-        .collect();
-    files.sort();
-    files
-}
-
-/// Reads and acknowledges everything; returns the block numbers.
-fn read_and_ack_all(q: &Queue) -> Vec<u32> {
-    let mut got = Vec::new();
-    while let Some(b) = q.read().expect("read") {
-        got.push(index_of(&b.payload));
-        q.ack(b.id);
-    }
-    got
+        .collect()
 }
 
 /// Production's chunk size (32 MiB) on a 1 MiB disk: everything is in the head chunk.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use promrelay::queue::{Faults, Options, Queue, SyncPolicy};
+use promrelay::queue::{Faults, Op, Options, Queue, SyncPolicy};
 
 /// Far more than the scenario needs when nothing hangs (well under a second on a busy machine).
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -27,12 +27,8 @@ struct SlowFailingSyncs {
 }
 
 impl Faults for SlowFailingSyncs {
-    fn before_write(&self, _path: &Path, _len: usize) -> Option<(usize, io::Error)> {
-        None
-    }
-
-    fn before_sync(&self, path: &Path) -> Option<io::Error> {
-        if path.extension().is_none_or(|x| x != "chunk") {
+    fn check(&self, op: Op, path: &Path) -> Option<io::Error> {
+        if op != Op::Sync || path.extension().is_none_or(|x| x != "chunk") {
             return None;
         }
         thread::sleep(Duration::from_micros(300));

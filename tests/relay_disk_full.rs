@@ -76,13 +76,13 @@ fn refused(pushes: &Pushes, accepted: &[usize]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_are_accepted_again_once_the_backlog_that_filled_the_disk_is_delivered() {
-    let disk = Tmpfs::mount("1m");
+    let disk = Tmpfs::mount("256k");
     let mut storage = FakeStorage::new().start().await;
     let mut relay = Relay::with_storages(&[storage.url()])
         .data_dir(disk.path())
         .start()
         .await;
-    // About 7 KiB per push in the queue: a 1 MiB disk fills after some 140.
+    // About 7 KiB per push in the queue: a 256 KiB disk fills after some 30.
     let backlog = Pushes::new("relay_disk_full_backlog", 400, 1000);
 
     storage.stop().await;

@@ -2,7 +2,6 @@
 //! persisted read position (written before acknowledged chunk files are deleted), and the figures.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use tracing::{debug, warn};
 
@@ -21,12 +20,15 @@ pub(super) struct Shared {
 
 impl Inner {
     pub(super) fn flush(&self) -> Result<(), QueueError> {
+        self.give_back_acked_head(&mut lock(&self.writer))?;
         if self.opts.sync != SyncPolicy::Never {
             let (file, path, upto) = {
                 let w = lock(&self.writer);
-                (Arc::clone(&w.file), w.path.clone(), w.appends)
+                (w.file.clone(), w.path.clone(), w.appends)
             };
-            if self.commit.synced_through() < upto {
+            if let Some(file) = file
+                && self.commit.synced_through() < upto
+            {
                 if let Err(e) = self.io.sync(&file, &path) {
                     lock(&self.shared).stats.sync_errors += 1;
                     self.commit.failed(upto);

@@ -23,6 +23,9 @@
 //! - A failed write leaves nothing visible: the file is cut back to where it was. A failed fsync
 //!   (under [`SyncPolicy::Always`]) fails the append, but the block was written and may still be
 //!   delivered: a client retrying it makes a duplicate (at-least-once), never a loss.
+//! - A full disk heals by itself: an append refused for lack of space leaves the queue as it was,
+//!   and once everything written is acknowledged the head chunk's space is given back (at open, and
+//!   after an append found the disk full), so appends resume without a restart.
 //! - One owner per directory: a second open (this process or another) fails with [`QueueError::Locked`].
 //!
 //! # Must not
@@ -317,6 +320,11 @@ impl Queue {
             let mut r = lock(&inner.reader);
             inner.persist_and_delete(&mut r)?;
         }
+        // A head chunk whose every block was delivered before the restart gives its space back now,
+        // in case it is what filled the disk.
+        if let Err(e) = inner.give_back_acked_head(&mut lock(&inner.writer)) {
+            warn!(dir = %inner.dir.display(), error = %e, "could not give back the space of the acknowledged head chunk; appends will try again");
+        }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let period = match inner.opts.sync {
             SyncPolicy::Interval(d) => d.max(Duration::from_millis(10)),
@@ -388,7 +396,11 @@ impl Queue {
         {
             let w = lock(&self.inner.writer);
             let frame_len = (FRAME_HEADER_LEN + len) as u64;
-            if w.needs_truncate || w.offset + frame_len > self.inner.opts.chunk_bytes {
+            if w.needs_truncate
+                || w.file.is_none()
+                || w.offset + frame_len > self.inner.opts.chunk_bytes
+                || (w.give_back && self.inner.head_is_acknowledged(&w))
+            {
                 return false;
             }
         }

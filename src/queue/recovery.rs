@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use tracing::{debug, warn};
 
 use super::error::io_err;
 use super::io::{Io, is_not_a_file};
-use super::writer::{Writer, create_chunk};
+use super::ledger::pending_bytes;
+use super::writer::{Writer, create_chunk, next_chunk};
 use super::{
     CHUNK_HEADER_LEN, ChunkMeta, FRAME_HEADER_LEN, Options, POSITION_FILE, Pos, QueueError, Stats,
     SyncPolicy, format,
@@ -142,29 +142,18 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
         let mut h = [0u8; CHUNK_HEADER_LEN as usize];
         io.read_exact_at(&file, &path, &mut h, 0).ok()?;
         let header = format::decode_chunk_header(&h)?;
-        (Some(seq) == last && header.seq == seq && m.end < opts.chunk_bytes)
+        // A full one that is wholly acknowledged is kept too: it is given back right after open
+        // (see `Inner::give_back_acked_head`), which needs no space, where starting a new chunk
+        // beside it would fail on a disk it filled.
+        let acked = start.is_some_and(|s| pending_bytes(&chunks, s) == 0);
+        (Some(seq) == last && header.seq == seq && (m.end < opts.chunk_bytes || acked))
             .then_some((seq, file, path, m.end))
     });
     let writer = match reuse {
-        Some((chunk, file, path, offset)) => Writer {
-            chunk,
-            file: Arc::new(file),
-            path,
-            offset,
-            appends: 0,
-            needs_truncate: false,
-            buf: Vec::new(),
-        },
+        Some((chunk, file, path, offset)) => Writer::new(chunk, file, path, offset),
         None => {
             let after = seqs.last().copied().unwrap_or(0);
-            let chunk = after
-                .max(position.map(|p| p.chunk).unwrap_or(0))
-                .checked_add(1)
-                .ok_or_else(|| {
-                    io_err("create a chunk in", dir)(std::io::Error::other(
-                        "chunk sequence numbers are exhausted",
-                    ))
-                })?;
+            let chunk = next_chunk(dir, after.max(position.map(|p| p.chunk).unwrap_or(0)))?;
             let (file, path) = create_chunk(dir, io, chunk, opts.sync)?;
             chunks.insert(
                 chunk,
@@ -177,15 +166,7 @@ pub(super) fn recover(dir: &Path, opts: &Options, io: &Io) -> Result<Recovered, 
                 chunk,
                 offset: CHUNK_HEADER_LEN,
             });
-            Writer {
-                chunk,
-                file: Arc::new(file),
-                path,
-                offset: CHUNK_HEADER_LEN,
-                appends: 0,
-                needs_truncate: false,
-                buf: Vec::new(),
-            }
+            Writer::new(chunk, file, path, CHUNK_HEADER_LEN)
         }
     };
     let start = start.unwrap_or(Pos {

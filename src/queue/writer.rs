@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::commit::Turn;
 use super::error::io_err;
@@ -17,14 +17,45 @@ use super::{
 
 pub(super) struct Writer {
     pub(super) chunk: u64,
-    pub(super) file: Arc<File>,
+    /// The head chunk's file; `None` once it was given back (deleted) while chunk `chunk + 1`
+    /// could not be created yet: the next append creates it before writing. (Keeping the deleted
+    /// file open would keep its space taken.)
+    pub(super) file: Option<Arc<File>>,
     pub(super) path: PathBuf,
     pub(super) offset: u64,
     /// Appends so far; group commit waits until `synced >= ` an append's number.
     pub(super) appends: u64,
     /// The last write failed and the file could not be cut back yet.
     pub(super) needs_truncate: bool,
+    /// Give the head chunk's space back once the reader has acknowledged all of it (see
+    /// [`Inner::give_back_acked_head`]): set at open when the head holds blocks, and when an
+    /// append finds the disk full.
+    pub(super) give_back: bool,
     pub(super) buf: Vec<u8>,
+}
+
+impl Writer {
+    /// Appends to `file` (chunk `chunk`) from `offset` on.
+    pub(super) fn new(chunk: u64, file: File, path: PathBuf, offset: u64) -> Writer {
+        Writer {
+            chunk,
+            file: Some(Arc::new(file)),
+            path,
+            offset,
+            appends: 0,
+            needs_truncate: false,
+            give_back: offset > CHUNK_HEADER_LEN,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Where the next frame goes.
+    fn end(&self) -> Pos {
+        Pos {
+            chunk: self.chunk,
+            offset: self.offset,
+        }
+    }
 }
 
 impl Inner {
@@ -37,27 +68,47 @@ impl Inner {
         }
         let frame_len = (FRAME_HEADER_LEN + payload.len()) as u64;
         let mut w = lock(&self.writer);
-        if w.needs_truncate {
-            let (file, path, offset) = (Arc::clone(&w.file), w.path.clone(), w.offset);
-            self.io
-                .set_len(&file, &path, offset)
-                .map_err(|e| self.write_failed("cut back", &path, e))?;
-            w.needs_truncate = false;
+        let appended = self.append_locked(&mut w, payload, count, frame_len);
+        if appended.as_ref().is_err_and(QueueError::is_disk_full) {
+            w.give_back = true;
         }
+        appended
+    }
+
+    fn append_locked(
+        &self,
+        w: &mut Writer,
+        payload: &[u8],
+        count: u32,
+        frame_len: u64,
+    ) -> Result<u64, QueueError> {
+        self.give_back_acked_head(w)?;
+        let mut file = match w.file.clone() {
+            None => self.start_next_chunk(w)?,
+            Some(file) => {
+                if w.needs_truncate {
+                    self.io
+                        .set_len(&file, &w.path, w.offset)
+                        .map_err(|e| self.write_failed("cut back", &w.path, e))?;
+                    w.needs_truncate = false;
+                }
+                file
+            }
+        };
         self.make_room(frame_len)?;
         if w.offset > CHUNK_HEADER_LEN && w.offset + frame_len > self.opts.chunk_bytes {
-            self.rollover(&mut w)?;
+            file = self.rollover(w, &file)?;
         }
         let chunk = w.chunk;
         let offset = w.offset;
         let mut buf = std::mem::take(&mut w.buf);
         format::encode_frame(&mut buf, chunk, payload, count, now_ms());
-        let res = self.io.write_all_at(&w.file, &w.path, offset, &buf);
+        let res = self.io.write_all_at(&file, &w.path, offset, &buf);
         w.buf = buf;
         if let Err(e) = res {
             // Cut the torn bytes off so nothing half-written is ever read; if even that fails,
             // the next append tries again before writing.
-            w.needs_truncate = self.io.set_len(&w.file, &w.path, offset).is_err();
+            w.needs_truncate = self.io.set_len(&file, &w.path, offset).is_err();
             return Err(self.write_failed("write", &w.path, e));
         }
         w.offset += frame_len;
@@ -147,22 +198,31 @@ impl Inner {
         Ok(())
     }
 
-    /// Seals the head chunk and starts the next one. Called with the writer lock held.
-    pub(super) fn rollover(&self, w: &mut Writer) -> Result<(), QueueError> {
+    /// Seals the head chunk (`file`) and starts the next one, whose file it returns. Called with
+    /// the writer lock held.
+    fn rollover(&self, w: &mut Writer, file: &File) -> Result<Arc<File>, QueueError> {
         if self.opts.sync != SyncPolicy::Never {
-            if let Err(e) = self.io.sync(&w.file, &w.path) {
+            if let Err(e) = self.io.sync(file, &w.path) {
                 lock(&self.shared).stats.sync_errors += 1;
                 return Err(io_err("fsync", &w.path)(e));
             }
             self.commit.synced(w.appends);
         }
-        let chunk = w.chunk + 1;
+        self.start_next_chunk(w)
+    }
+
+    /// Creates chunk `w.chunk + 1` and makes it the head; returns its file. Called with the writer
+    /// lock held.
+    fn start_next_chunk(&self, w: &mut Writer) -> Result<Arc<File>, QueueError> {
+        let chunk = next_chunk(&self.dir, w.chunk)?;
         let (file, path) = create_chunk(&self.dir, &self.io, chunk, self.opts.sync)
             .inspect_err(|_| lock(&self.shared).stats.write_errors += 1)?;
+        let file = Arc::new(file);
         w.chunk = chunk;
-        w.file = Arc::new(file);
+        w.file = Some(Arc::clone(&file));
         w.path = path;
         w.offset = CHUNK_HEADER_LEN;
+        w.needs_truncate = false;
         lock(&self.shared).chunks.insert(
             chunk,
             ChunkMeta {
@@ -170,7 +230,57 @@ impl Inner {
                 ..ChunkMeta::default()
             },
         );
-        Ok(())
+        Ok(file)
+    }
+
+    /// Whether the reader has acknowledged everything up to the writer's end.
+    pub(super) fn head_is_acknowledged(&self, w: &Writer) -> bool {
+        let r = lock(&self.reader);
+        r.ack == w.end() && r.inflight.is_empty()
+    }
+
+    /// A head chunk is otherwise deleted only once rollover has sealed it, so one that filled the
+    /// disk would keep it full after the reader caught up, and every append would fail for good.
+    /// When `w.give_back` asks for it and every block in the head is acknowledged, this gives the
+    /// space back: the position moves to the start of the next chunk (which does not exist yet),
+    /// the head chunk is deleted, then the next one is created. A crash in between is recovered
+    /// like an interrupted deletion. Called with the writer lock held.
+    pub(super) fn give_back_acked_head(&self, w: &mut Writer) -> Result<(), QueueError> {
+        if !w.give_back || w.file.is_none() {
+            return Ok(());
+        }
+        if w.offset <= CHUNK_HEADER_LEN {
+            // An empty head holds no space worth giving back.
+            w.give_back = false;
+            return Ok(());
+        }
+        if !self.head_is_acknowledged(w) {
+            return Ok(());
+        }
+        let mut r = lock(&self.reader);
+        let to = Pos {
+            chunk: next_chunk(&self.dir, w.chunk)?,
+            offset: CHUNK_HEADER_LEN,
+        };
+        let was = (r.read, r.ack);
+        r.read = to;
+        r.ack = to;
+        r.file = None;
+        let persisted = self.persist_and_delete(&mut r);
+        if r.persisted != Some(to) {
+            // The position could not be written: nothing changed on disk.
+            (r.read, r.ack) = was;
+            return persisted;
+        }
+        drop(r);
+        debug!(dir = %self.dir.display(), chunk = w.chunk, "queue head chunk fully acknowledged; gave its space back");
+        // Its blocks are delivered: no append waits for an fsync of them any more.
+        self.commit.synced(w.appends);
+        w.file = None;
+        w.give_back = false;
+        // Only the directory fsync after the deletion can have failed here.
+        persisted?;
+        self.start_next_chunk(w).map(drop)
     }
 
     /// Waits until an fsync covers append number `n` (group commit). Takes the writer lock only
@@ -183,9 +293,10 @@ impl Inner {
         };
         let (file, path, upto) = {
             let w = lock(&self.writer);
-            (Arc::clone(&w.file), w.path.clone(), w.appends)
+            (w.file.clone(), w.path.clone(), w.appends)
         };
-        let res = self.io.sync(&file, &path);
+        // Without a head file every append so far was in a chunk given back: nothing to sync.
+        let res = file.map_or(Ok(()), |file| self.io.sync(&file, &path));
         leader.finish(upto, res.is_ok());
         res.map_err(|e| {
             // The pages this fsync covered are in doubt: every append up to here reports it.
@@ -202,6 +313,15 @@ impl Inner {
             source: std::io::Error::other("an earlier fsync covering this block failed"),
         }
     }
+}
+
+/// The sequence number after `chunk`.
+pub(super) fn next_chunk(dir: &Path, chunk: u64) -> Result<u64, QueueError> {
+    chunk.checked_add(1).ok_or_else(|| {
+        io_err("create a chunk in", dir)(std::io::Error::other(
+            "chunk sequence numbers are exhausted",
+        ))
+    })
 }
 
 pub(super) fn create_chunk(
