@@ -15,6 +15,9 @@
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
 //! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
 //!   binary and the end-to-end tests run).
+//! - [`outbound`]: every outgoing HTTP request: the one client builder (TLS, auth headers,
+//!   timeouts) for senders and scrapes, bounded reads of reported bodies, and the scrape loop's
+//!   own HTTP/1.1 client for plain `http://` targets.
 //! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding,
 //!   one loop per target feeding the same fan-out as ingest.
 //! - [`util`]: helpers written once: `now_ms`, `error_chain`, `one_line`.
@@ -30,6 +33,7 @@ pub mod config;
 pub mod exposition;
 pub mod forward;
 pub mod ingest;
+pub mod outbound;
 pub mod prompb;
 pub mod queue;
 pub mod relabel;

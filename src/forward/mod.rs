@@ -37,7 +37,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, FsyncMode, QueueFull, StorageConfig};
+use crate::outbound::ClientError;
 use crate::queue::{FullPolicy, Options, Queue, QueueError, SyncPolicy};
+use crate::relabel::RelabelError;
 use crate::util::now_ms;
 
 /// Errors opening the storages.
@@ -51,12 +53,23 @@ pub enum ForwardError {
         #[source]
         source: QueueError,
     },
-    /// The HTTP client for a storage could not be built (bad CA or client certificate file...).
-    #[error("storage {id} ({url}): {reason}")]
+    /// The HTTP client for a storage could not be built (bad CA or client certificate file,
+    /// a header that is not valid...).
+    #[error("storage {id} ({url}): {source}")]
     Client {
         id: String,
         url: String,
-        reason: String,
+        #[source]
+        source: ClientError,
+    },
+    /// A storage's `write_relabel_configs` do not compile (loading checks them, so only a
+    /// config built in code gets here).
+    #[error("storage {id} ({url}): write_relabel_configs: {source}")]
+    Relabel {
+        id: String,
+        url: String,
+        #[source]
+        source: RelabelError,
     },
 }
 
@@ -74,6 +87,12 @@ pub enum PushError {
     /// The block is larger than a queue accepts (the caller answers 413).
     #[error("block of {len} bytes is larger than the queue accepts")]
     TooLarge { len: usize },
+    /// The worker appending to a storage's queue panicked, or the blocking task holding the
+    /// appends was cancelled: whether the block reached that queue is unknown, so the push is
+    /// refused (the sender retries; delivery stays at-least-once). `id` is empty when the
+    /// storage is not known (the whole task failed).
+    #[error("appending to the queue of storage {id:?} did not finish: {reason}")]
+    AppendAborted { id: String, reason: String },
 }
 
 /// Counters a storage's sender keeps (the queue keeps its own).
@@ -136,13 +155,14 @@ impl Storage {
             },
             ..Options::default()
         };
-        let relabel = crate::relabel::compile_all(&cfg.write_relabel_configs).map_err(|e| {
-            ForwardError::Client {
-                id: id.clone(),
-                url: cfg.redacted_url(),
-                reason: format!("write_relabel_configs: {e}"),
-            }
-        })?;
+        let relabel =
+            crate::relabel::compile_all(&cfg.write_relabel_configs).map_err(|source| {
+                ForwardError::Relabel {
+                    id: id.clone(),
+                    url: cfg.redacted_url(),
+                    source,
+                }
+            })?;
         let queue = Queue::open(&dir, opts).map_err(|source| ForwardError::Queue {
             id: id.clone(),
             url: cfg.redacted_url(),
@@ -295,14 +315,18 @@ impl Fanout {
                     .enumerate()
                     .map(|(i, st)| {
                         let (block, own) = (&block, own(i));
-                        s.spawn(move || append(st, block, samples, own))
+                        (st, s.spawn(move || append(st, block, samples, own)))
                     })
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(internal("append thread panicked")))
+                    .map(|(st, h)| {
+                        h.join().unwrap_or_else(|panic| {
+                            Err(PushError::AppendAborted {
+                                id: st.id.clone(),
+                                reason: panic_message(panic.as_ref()),
+                            })
+                        })
                     })
                     .collect::<Vec<_>>()
                     .into_iter()
@@ -310,7 +334,12 @@ impl Fanout {
             })
         })
         .await;
-        appended.unwrap_or_else(|e| Err(internal(&e.to_string())))
+        appended.unwrap_or_else(|e| {
+            Err(PushError::AppendAborted {
+                id: String::new(),
+                reason: e.to_string(),
+            })
+        })
     }
 
     /// Starts every storage's sender; they stop when `shutdown` is cancelled.
@@ -320,10 +349,10 @@ impl Fanout {
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, ForwardError> {
         let mut handles = Vec::new();
         for st in &self.storages {
-            let client = sender::build_client(&st.cfg).map_err(|reason| ForwardError::Client {
+            let client = sender::build_client(&st.cfg).map_err(|source| ForwardError::Client {
                 id: st.id.clone(),
                 url: st.redacted_url.clone(),
-                reason,
+                source,
             })?;
             handles.extend(sender::spawn(Arc::clone(st), client, shutdown.clone()));
         }
@@ -340,14 +369,14 @@ impl Fanout {
     }
 }
 
-fn internal(why: &str) -> PushError {
-    PushError::Queue {
-        id: String::new(),
-        source: QueueError::Io {
-            op: "append",
-            path: Default::default(),
-            source: std::io::Error::other(why.to_string()),
-        },
+/// What a panic said, if it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
     }
 }
 

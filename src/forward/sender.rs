@@ -9,12 +9,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Storage;
 use crate::config::StorageConfig;
+use crate::outbound::{self, ClientError, ClientOptions, TlsOptions};
 use crate::prompb;
 use crate::queue::{Block, Queue};
 use crate::util::{error_chain, now_ms, one_line_max};
@@ -33,39 +34,18 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 const ANSWER_CHARS: usize = 300;
 
 /// The HTTP client for one storage, with its timeout and TLS settings.
-pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, String> {
-    // reqwest is built without a default TLS provider; install ring once for the process.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder()
-        .timeout(cfg.timeout)
-        .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &cfg.tls.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("tls ca_file {}: {e}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("tls ca_file {}: {e}", ca.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    if let (Some(cert), Some(key)) = (&cfg.tls.cert_file, &cfg.tls.key_file) {
-        let mut pem =
-            std::fs::read(cert).map_err(|e| format!("tls cert_file {}: {e}", cert.display()))?;
-        pem.extend(std::fs::read(key).map_err(|e| format!("tls key_file {}: {e}", key.display()))?);
-        let id = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("tls cert_file/key_file: {e}"))?;
-        b = b.identity(id);
-    }
-    if cfg.tls.insecure_skip_verify {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| format!("building HTTP client: {e}"))
+pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, ClientError> {
+    outbound::build_client(&ClientOptions {
+        tls: TlsOptions::from(&cfg.tls),
+        timeout: Some(cfg.timeout),
+        connect_timeout: Some(cfg.timeout.min(Duration::from_secs(10))),
+        pool_idle_timeout: Duration::from_secs(60),
+        pool_max_idle_per_host: None,
+    })
 }
 
 /// The request URL (without user info) and the headers every request to this storage carries.
-fn request_parts(cfg: &StorageConfig) -> Result<(reqwest::Url, HeaderMap), String> {
-    let mut url = cfg.url.clone();
+fn request_parts(cfg: &StorageConfig) -> Result<(reqwest::Url, HeaderMap), ClientError> {
     let mut h = HeaderMap::new();
     h.insert("content-encoding", HeaderValue::from_static("snappy"));
     h.insert(
@@ -77,41 +57,16 @@ fn request_parts(cfg: &StorageConfig) -> Result<(reqwest::Url, HeaderMap), Strin
         HeaderValue::from_static("0.1.0"),
     );
     for (name, value) in &cfg.headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("header name {name:?} is not valid"))?;
-        let mut value = HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("value of header {name} is not valid"))?;
-        value.set_sensitive(true);
-        h.insert(name, value);
+        let value = outbound::sensitive_header(name, value.expose())?;
+        h.insert(outbound::header_name(name)?, value);
     }
-    let basic = if let Some(b) = &cfg.basic_auth {
-        Some((b.username.clone(), b.password.expose().to_string()))
-    } else if !url.username().is_empty() {
-        Some((
-            url.username().to_string(),
-            url.password().unwrap_or_default().to_string(),
-        ))
-    } else {
-        None
-    };
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    let auth = if let Some((user, pass)) = basic {
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-        Some(format!("Basic {token}"))
-    } else {
-        cfg.bearer_token
-            .as_ref()
-            .map(|t| format!("Bearer {}", t.expose()))
-    };
-    if let Some(auth) = auth {
-        let mut v =
-            HeaderValue::from_str(&auth).map_err(|_| "credentials are not valid in a header")?;
-        v.set_sensitive(true);
-        h.insert(reqwest::header::AUTHORIZATION, v);
+    if let Some(auth) = cfg.authorization() {
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            outbound::sensitive_header("authorization", auth.expose())?,
+        );
     }
-    Ok((url, h))
+    Ok((cfg.endpoint(), h))
 }
 
 /// Starts the storage's sender tasks (its `concurrency`, at least one).
@@ -125,7 +80,7 @@ pub(crate) fn spawn(
         Err(e) => {
             // Config validation should have caught this; keep the queue, report, do not send.
             warn!(storage = %storage.id, error = %e, "cannot send to this storage");
-            storage.counters.set_error(e);
+            storage.counters.set_error(e.to_string());
             return Vec::new();
         }
     };
@@ -369,7 +324,11 @@ impl Sender {
                 Ok(resp) => {
                     let status = resp.status();
                     let retry_after = parse_retry_after(resp.headers());
-                    let text = resp.text().await.unwrap_or_default();
+                    // Only reported: a few KiB say why, and a storage may send far more.
+                    let text = outbound::body_prefix(resp, outbound::REPORTED_BODY_BYTES)
+                        .await
+                        .unwrap_or_default();
+                    let text = String::from_utf8_lossy(&text);
                     let reason = one_line_max(
                         &format!("HTTP {}: {}", status.as_u16(), text.trim()),
                         ANSWER_CHARS,

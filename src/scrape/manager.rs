@@ -23,20 +23,28 @@ use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfig, ScrapeTls};
 use super::discovery::Discovery;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets};
-use crate::config::ClusterConfig;
+use crate::config::{ClusterConfig, Secret};
 use crate::forward::Fanout;
+use crate::outbound::{self, ClientError, ClientOptions, Pem, TlsOptions};
 use crate::prompb::Label;
 use crate::stats::IngestMetrics;
 
-/// Errors starting the scraper.
+/// Errors starting the scraper (and, inside [`ReloadError`], loading a new config).
 #[derive(Debug, thiserror::Error)]
 pub enum ScraperError {
     /// The scrape config file could not be loaded.
     #[error(transparent)]
     Config(#[from] config::ScrapeConfigError),
-    /// A job's HTTP client could not be built (TLS files).
-    #[error("scrape job {job}: {reason}")]
-    Client { job: String, reason: String },
+    /// The task loading the scrape config file at start panicked or was cancelled.
+    #[error("loading the scrape config did not finish: {0}")]
+    LoadTask(#[source] tokio::task::JoinError),
+    /// A job's HTTP client or `Authorization` header could not be built (TLS files, credentials).
+    #[error("scrape job {job}: {source}")]
+    Client {
+        job: String,
+        #[source]
+        source: ClientError,
+    },
 }
 
 /// Why a reload of the scrape config was refused; the running configuration stays.
@@ -101,10 +109,7 @@ impl Scraper {
         let load_path = path.clone();
         let file = tokio::task::spawn_blocking(move || config::load(&load_path))
             .await
-            .map_err(|e| ScraperError::Client {
-                job: String::new(),
-                reason: e.to_string(),
-            })??;
+            .map_err(ScraperError::LoadTask)??;
         let jobs = runtimes(&file, &fanout, &metrics, &HashMap::new())?;
         let discovery = Discovery::start(&file.jobs);
         let view = Arc::new(Mutex::new(Arc::new(TargetsView::default())));
@@ -296,9 +301,9 @@ fn runtimes(
             out.insert(job.job_name.clone(), Arc::clone(old));
             continue;
         }
-        let err = |reason: String| ScraperError::Client {
+        let err = |source: ClientError| ScraperError::Client {
             job: job.job_name.clone(),
-            reason,
+            source,
         };
         let client = client(job).map_err(err)?;
         let authorization = authorization(&job.auth).map_err(err)?;
@@ -317,75 +322,36 @@ fn runtimes(
     Ok(out)
 }
 
-fn client(job: &JobConfig) -> Result<reqwest::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls: &ScrapeTls = &job.tls;
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("promrelay/", env!("CARGO_PKG_VERSION")))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(4);
-    let mut ca_pem = Vec::new();
-    if let Some(f) = &tls.ca_file {
-        ca_pem =
-            std::fs::read(f).map_err(|e| format!("tls_config.ca_file {}: {e}", f.display()))?;
-    } else if let Some(ca) = &tls.ca {
-        ca_pem = ca.as_bytes().to_vec();
-    }
-    if !ca_pem.is_empty() {
-        for cert in reqwest::Certificate::from_pem_bundle(&ca_pem)
-            .map_err(|e| format!("tls_config CA: {e}"))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    let cert = match (&tls.cert_file, &tls.cert) {
-        (Some(f), _) => Some(
-            std::fs::read(f).map_err(|e| format!("tls_config.cert_file {}: {e}", f.display()))?,
-        ),
-        (None, Some(c)) => Some(c.as_bytes().to_vec()),
-        _ => None,
-    };
-    let key = match (&tls.key_file, &tls.key) {
-        (Some(f), _) => Some(
-            std::fs::read(f).map_err(|e| format!("tls_config.key_file {}: {e}", f.display()))?,
-        ),
-        (None, Some(k)) => Some(k.expose().as_bytes().to_vec()),
-        _ => None,
-    };
-    if let (Some(mut pem), Some(key)) = (cert, key) {
-        pem.extend(key);
-        b = b.identity(
-            reqwest::Identity::from_pem(&pem)
-                .map_err(|e| format!("tls_config client cert: {e}"))?,
-        );
-    }
-    if tls.insecure_skip_verify {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    // rustls speaks TLS 1.2 and 1.3 only: a minimum below 1.2 leaves both on, and the loader
-    // refuses a maximum below 1.2 (it would leave no version).
-    if let Some(v) = &tls.min_version {
-        b = b.tls_version_min(tls_version(v)?);
-    }
-    if let Some(v) = &tls.max_version {
-        b = b.tls_version_max(tls_version(v)?);
-    }
-    b.build().map_err(|e| format!("building HTTP client: {e}"))
+/// The job's reqwest client (for https targets, redirects and proxies from the environment).
+fn client(job: &JobConfig) -> Result<reqwest::Client, ClientError> {
+    outbound::build_client(&ClientOptions {
+        tls: tls_options(&job.tls),
+        pool_idle_timeout: Duration::from_secs(90),
+        pool_max_idle_per_host: Some(4),
+        // Each scrape sets its own timeout (the target's `scrape_timeout`).
+        ..ClientOptions::default()
+    })
 }
 
-/// reqwest's version for a `tls_config` `min_version`/`max_version` (checked at load).
-fn tls_version(name: &str) -> Result<reqwest::tls::Version, String> {
-    use reqwest::tls::Version;
-    match name {
-        "TLS10" => Ok(Version::TLS_1_0),
-        "TLS11" => Ok(Version::TLS_1_1),
-        "TLS12" => Ok(Version::TLS_1_2),
-        "TLS13" => Ok(Version::TLS_1_3),
-        other => Err(format!("tls_config: unknown TLS version {other:?}")),
+/// A job's `tls_config` as client options.
+fn tls_options(tls: &ScrapeTls) -> TlsOptions {
+    let pem = |file: &Option<PathBuf>, inline: Option<Secret>| match (file, inline) {
+        (Some(f), _) => Some(Pem::File(f.clone())),
+        (None, Some(text)) => Some(Pem::Inline(text)),
+        (None, None) => None,
+    };
+    TlsOptions {
+        ca: pem(&tls.ca_file, tls.ca.clone().map(Secret::new)),
+        cert: pem(&tls.cert_file, tls.cert.clone().map(Secret::new)),
+        key: pem(&tls.key_file, tls.key.clone()),
+        insecure_skip_verify: tls.insecure_skip_verify,
+        min_version: tls.min_version.clone(),
+        max_version: tls.max_version.clone(),
     }
 }
 
-fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, String> {
+/// The job's `Authorization` header, if it has credentials.
+fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, ClientError> {
     let text = match auth {
         ScrapeAuth::None => return Ok(None),
         ScrapeAuth::Basic { username, password } => {
@@ -398,10 +364,7 @@ fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, String> {
             format!("{kind} {}", credentials.expose())
         }
     };
-    let mut v =
-        HeaderValue::from_str(&text).map_err(|_| "credentials are not valid in a header")?;
-    v.set_sensitive(true);
-    Ok(Some(v))
+    outbound::sensitive_header("authorization", &text).map(Some)
 }
 
 #[cfg(test)]
@@ -420,70 +383,18 @@ mod tests {
         file.jobs.into_iter().next().expect("one job")
     }
 
-    /// The TLS versions (`0x0303` is 1.2, `0x0304` is 1.3) that `client` offers in its
-    /// ClientHello, read by a TCP server that answers nothing and closes.
-    async fn offered_tls_versions(client: reqwest::Client) -> Vec<u16> {
-        use tokio::io::AsyncReadExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://{}/metrics", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut header = [0u8; 5];
-            socket.read_exact(&mut header).await.unwrap();
-            assert_eq!(header[0], 22, "a TLS handshake record");
-            let mut hello = vec![0u8; usize::from(u16::from_be_bytes([header[3], header[4]]))];
-            socket.read_exact(&mut hello).await.unwrap();
-            hello
-        });
-        let _ = client.get(url).send().await; // fails: the server never answers
-        let hello = server.await.unwrap();
-        client_hello_versions(&hello)
-    }
-
-    /// The versions of a ClientHello's supported_versions extension (TLS 1.3 clients), or its
-    /// legacy version field when it has none (a TLS 1.2-only client).
-    fn client_hello_versions(hello: &[u8]) -> Vec<u16> {
-        let u16_at = |i: usize| u16::from_be_bytes([hello[i], hello[i + 1]]);
-        assert_eq!(hello[0], 1, "a ClientHello");
-        let legacy_version = u16_at(4);
-        let mut at = 4 + 2 + 32; // handshake header, legacy version, random
-        at += 1 + usize::from(hello[at]); // session id
-        at += 2 + usize::from(u16_at(at)); // cipher suites
-        at += 1 + usize::from(hello[at]); // compression methods
-        let end = at + 2 + usize::from(u16_at(at));
-        at += 2;
-        while at < end {
-            let (kind, len) = (u16_at(at), usize::from(u16_at(at + 2)));
-            if kind == 43 {
-                let list = &hello[at + 5..at + 4 + len];
-                return list
-                    .chunks(2)
-                    .map(|v| u16::from_be_bytes([v[0], v[1]]))
-                    .collect();
-            }
-            at += 4 + len;
-        }
-        vec![legacy_version]
-    }
-
-    #[tokio::test]
-    async fn tls_min_and_max_version_limit_what_the_client_offers() {
-        const TLS12: u16 = 0x0303;
-        const TLS13: u16 = 0x0304;
-        let offered = |tls: &str| {
-            let job = job_with_tls(tls);
-            async move { offered_tls_versions(client(&job).expect("client builds")).await }
-        };
-        assert_eq!(offered("{}").await, [TLS13, TLS12], "by default");
-        assert_eq!(offered("{min_version: TLS12}").await, [TLS13, TLS12]);
-        // rustls has nothing older than TLS 1.2 to add.
-        assert_eq!(offered("{min_version: TLS10}").await, [TLS13, TLS12]);
-        assert_eq!(offered("{min_version: TLS13}").await, [TLS13]);
-        assert_eq!(offered("{max_version: TLS12}").await, [TLS12]);
-        assert_eq!(
-            offered("{min_version: TLS12, max_version: TLS12}").await,
-            [TLS12]
+    #[test]
+    fn tls_config_reaches_the_client_options() {
+        let job = job_with_tls(
+            "{min_version: TLS12, max_version: TLS13, insecure_skip_verify: true, ca: \"PEM\"}",
         );
+        let opts = tls_options(&job.tls);
+        assert_eq!(opts.min_version.as_deref(), Some("TLS12"));
+        assert_eq!(opts.max_version.as_deref(), Some("TLS13"));
+        assert!(opts.insecure_skip_verify);
+        assert!(matches!(opts.ca, Some(Pem::Inline(ref s)) if s.expose() == "PEM"));
+        assert!(opts.cert.is_none() && opts.key.is_none());
+        client(&job_with_tls("{min_version: TLS13}")).expect("client builds");
     }
 
     #[test]

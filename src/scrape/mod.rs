@@ -9,8 +9,6 @@
 //! - [`cache`]: a target's scrape cache: series text to encoded labels, the previous batch.
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
 //! - [`discovery`]: `static_configs` and `file_sd_configs` as target groups, watched for changes.
-//! - [`http`]: the loop's own HTTP/1.1 client for `http://` targets: one keep-alive connection,
-//!   the body read straight into the scrape's buffer (reqwest stays for https and redirects).
 //! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
 //! - [`scrape_loop`]: one target's loop: fetch, parse, report series, stale markers, send.
 //! - [`targets`]: targets from groups as Prometheus' `PopulateLabels` builds them, sharded.
@@ -19,7 +17,6 @@
 pub mod cache;
 pub mod config;
 pub mod discovery;
-pub mod http;
 pub mod manager;
 pub mod scrape_loop;
 pub mod sharding;

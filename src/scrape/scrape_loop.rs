@@ -23,11 +23,11 @@ use tracing::{debug, warn};
 
 use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
-use super::http;
 use super::targets::Target;
-use crate::exposition::parse::{Format, Item, Parser, format_from_content_type};
+use crate::exposition::parse::{Format, Item, ParseError, Parser, format_from_content_type};
 use crate::exposition::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
 use crate::forward::{Fanout, PushError};
+use crate::outbound::http1 as http;
 use crate::prompb::{Label, WriteRequestEncoder};
 use crate::stats::{IngestMetrics, Source};
 use crate::util::{error_chain, now_ms};
@@ -35,6 +35,34 @@ use crate::util::{error_chain, now_ms};
 /// What Prometheus offers: OpenMetrics first, then the text format.
 const ACCEPT_HEADER: &str =
     "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1";
+
+/// Why a scrape failed. `Display` is what the targets page and API show as `lastError`.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The loop's own HTTP/1.1 client could not fetch the target (connect, status, framing,
+    /// body limit, timeout...).
+    #[error(transparent)]
+    Fetch(#[from] http::Error),
+    /// reqwest (https targets, redirects, proxies) could not fetch the target. Shown with its
+    /// causes on one line, which is why they are not also its `source`.
+    #[error("{}", error_chain(.0))]
+    Request(reqwest::Error),
+    /// reqwest got an answer that is neither 2xx nor a redirect it followed.
+    #[error("server returned HTTP status {0}")]
+    Status(reqwest::StatusCode),
+    /// The body read through reqwest is larger than `body_size_limit`.
+    #[error("body size limit exceeded ({0} bytes)")]
+    BodyLimit(u64),
+    /// The body is not valid exposition text.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A series broke a label rule or `label_limit`.
+    #[error(transparent)]
+    Series(#[from] SeriesError),
+    /// More samples than `sample_limit` after metric relabeling.
+    #[error("sample_limit exceeded ({0})")]
+    SampleLimit(u64),
+}
 
 /// Health of a target, as the targets API spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -208,7 +236,7 @@ fn scrape_batch(
     target: &Target,
     job: &JobRuntime,
     cache: &mut ScrapeCache,
-    fetched: Result<Option<String>, String>,
+    fetched: Result<Option<String>, ScrapeError>,
     body: &[u8],
     ts: i64,
     started: Instant,
@@ -225,7 +253,7 @@ fn scrape_batch(
             batch.clear();
             cache.abort();
             debug!(target = %target.scrape_url, error = %e, "scrape failed");
-            (0.0, 0, 0, e)
+            (0.0, 0, 0, e.to_string())
         }
     };
     let added = cache.added();
@@ -297,7 +325,7 @@ async fn fetch(
     timeout_header: &HeaderValue,
     http: Option<&mut http::Client>,
     body: &mut Vec<u8>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ScrapeError> {
     let started = Instant::now();
     if let Some(client) = http {
         match client.fetch(body).await {
@@ -305,7 +333,7 @@ async fn fetch(
             Ok(http::Response::Redirect(status)) => {
                 debug!(target = %target.scrape_url, %status, "redirected: fetching through reqwest");
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     // The scrape as a whole stays within the timeout, redirect or not.
@@ -320,7 +348,7 @@ async fn fetch_reqwest(
     timeout_header: &HeaderValue,
     timeout: Duration,
     body: &mut Vec<u8>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ScrapeError> {
     body.clear();
     let mut req = job
         .client
@@ -334,9 +362,9 @@ async fn fetch_reqwest(
     if let Some(auth) = &job.authorization {
         req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
     }
-    let mut resp = req.send().await.map_err(|e| error_chain(&e))?;
+    let mut resp = req.send().await.map_err(ScrapeError::Request)?;
     if !resp.status().is_success() {
-        return Err(format!("server returned HTTP status {}", resp.status()));
+        return Err(ScrapeError::Status(resp.status()));
     }
     let content_type = resp
         .headers()
@@ -344,9 +372,9 @@ async fn fetch_reqwest(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let limit = job.cfg.body_size_limit;
-    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+    while let Some(chunk) = resp.chunk().await.map_err(ScrapeError::Request)? {
         if limit > 0 && (body.len() + chunk.len()) as u64 > limit {
-            return Err(format!("body size limit exceeded ({limit} bytes)"));
+            return Err(ScrapeError::BodyLimit(limit));
         }
         body.extend_from_slice(&chunk);
     }
@@ -363,7 +391,7 @@ fn build(
     ts: i64,
     cache: &mut ScrapeCache,
     batch: &mut WriteRequestEncoder,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), ScrapeError> {
     let cfg = &job.cfg;
     let opts = SeriesOptions {
         target_labels: &target.labels,
@@ -400,12 +428,12 @@ pub fn build_batch(
     ts: i64,
     cache: &mut ScrapeCache,
     batch: &mut WriteRequestEncoder,
-) -> Result<(usize, usize), String> {
+) -> Result<(usize, usize), ScrapeError> {
     let (mut scraped, mut post) = (0usize, 0usize);
     let mut labels = Vec::new();
     let mut parser = Parser::new(body, format).without_semantic_checks();
     while let Some(item) = parser.next_with(|series| cache.lookup(TextKey::of_series(series))) {
-        let (idx, value, timestamp_ms) = match item.map_err(|e| e.to_string())? {
+        let (idx, value, timestamp_ms) = match item? {
             Item::Known {
                 key,
                 value,
@@ -413,8 +441,7 @@ pub fn build_batch(
             } => (key, value, timestamp_ms),
             Item::Sample(s) => {
                 let text = TextKey::of_series(s.series);
-                let idx = entry(cache, text, s.name, s.labels.iter(), opts, &mut labels)
-                    .map_err(|e| e.to_string())?;
+                let idx = entry(cache, text, s.name, s.labels.iter(), opts, &mut labels)?;
                 (idx, s.value, s.timestamp_ms)
             }
         };
@@ -426,7 +453,7 @@ pub fn build_batch(
         if cache.write(idx, value, t, batch) == Added::Series {
             post += 1;
             if limits.sample_limit > 0 && post as u64 > limits.sample_limit {
-                return Err(format!("sample_limit exceeded ({})", limits.sample_limit));
+                return Err(ScrapeError::SampleLimit(limits.sample_limit));
             }
         }
     }
