@@ -217,3 +217,63 @@ async fn storage_failing_without_end_keeps_the_block_queued() {
         "{queue}"
     );
 }
+
+/// A storage that refuses every request with a 400 whose chunked body never ends, counting the
+/// body bytes it managed to write. Returns its URL.
+async fn storage_refusing_with_an_endless_body(
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> String {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!(
+        "http://{}/api/v1/write",
+        listener.local_addr().expect("bound")
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let written = std::sync::Arc::clone(&written);
+            tokio::spawn(async move {
+                // The request's head is enough: the answer does not depend on the body.
+                let mut request = vec![0u8; 64 << 10];
+                let _ = socket.read(&mut request).await;
+                let head = "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("{:x}\r\n{}\r\n", 64 << 10, "e".repeat(64 << 10));
+                while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                    written.fetch_add(64 << 10, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    url
+}
+
+// Before: the sender read a refusal's body whole, so a storage streaming an endless error body
+// kept the block (and growing memory) until the request timed out, then retried it for ever.
+#[tokio::test]
+async fn endless_refusal_body_is_read_only_in_part_and_the_block_dropped() {
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = storage_refusing_with_an_endless_body(std::sync::Arc::clone(&written)).await;
+    let relay = Relay::with_storages(&[url]).start().await;
+    let pushes = Pushes::new("relay_endless_refusal", 1, 1);
+
+    relay.push_all_accepted(&pushes).await;
+    let queue = relay
+        .wait_for_queue(0, "the refused block dropped", |q| {
+            q["pending_blocks"] == 0 && q["rejected_blocks_total"] == 1
+        })
+        .await;
+
+    let error = queue["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("HTTP 400: eeee"), "{queue}");
+    let sent = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        sent < 64 << 20,
+        "{sent} bytes of error body written: read whole?"
+    );
+}

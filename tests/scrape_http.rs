@@ -1,6 +1,7 @@
 //! The scrape loop's own HTTP client end to end: a relay process scraping in-process targets
 //! over plain `http://`. It keeps one connection per target, inflates gzip, reports a failing
-//! status as today's text, and hands a redirect to reqwest, which follows it.
+//! status as today's text, hands a redirect to reqwest, which follows it, skips interim (1xx)
+//! answers, and never accepts a body cut short.
 
 mod common;
 
@@ -164,5 +165,105 @@ async fn failing_status_marks_the_target_down_with_the_status_text() {
     assert_eq!(
         active[0].last_error,
         "server returned HTTP status 404 Not Found"
+    );
+}
+
+/// A target written on raw TCP, for answers an HTTP server library will not send: every request
+/// for `path` gets `answer` (then the connection is closed if `close`).
+async fn raw_target(answers: Vec<(&'static str, Vec<u8>, bool)>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let address = listener.local_addr().expect("bound").to_string();
+    let answers = Arc::new(answers);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let answers = Arc::clone(&answers);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                loop {
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        if matches!(socket.read_buf(&mut request).await, Ok(0) | Err(_)) {
+                            return;
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).into_owned();
+                    request.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or_default();
+                    let Some((_, answer, close)) = answers.iter().find(|(p, _, _)| *p == path)
+                    else {
+                        return;
+                    };
+                    if socket.write_all(answer).await.is_err() || *close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+async fn scraping_raw(address: &str, jobs: &[(&str, &str)]) -> (FakeStorage, Relay) {
+    let jobs: Vec<Job> = jobs
+        .iter()
+        .map(|(name, path)| {
+            Job::new(name)
+                .target(address)
+                .setting(&format!("metrics_path: {path}"))
+        })
+        .collect();
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()])
+        .scraping(&ScrapeConfig::new(&jobs))
+        .start()
+        .await;
+    (storage, relay)
+}
+
+// Before: the client took `103 Early Hints` for the answer and every scrape failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_sending_early_hints_before_its_answer_is_scraped() {
+    let body = "hinted_metric 3\n";
+    let answer = format!(
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+         HTTP/1.1 100 Continue\r\n\r\n\
+         HTTP/1.1 200 OK\r\nContent-Type: {TEXT_FORMAT}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let address = raw_target(vec![("/hinted", answer.into_bytes(), false)]).await;
+    let (storage, _relay) = scraping_raw(&address, &[("hinted", "/hinted")]).await;
+
+    let up = up_of(&storage, "hinted", 2).await;
+
+    assert!(up.values().iter().all(|v| *v == 1.0), "{up:?}");
+    let series = storage.series("hinted_metric");
+    assert!(
+        series.iter().any(|s| s.values().contains(&3.0)),
+        "{series:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_cut_short_fails_the_scrape_and_sends_none_of_it() {
+    // Two whole lines arrive, then the connection closes 100 bytes before the announced end.
+    let body = "cut_metric{n=\"1\"} 1\ncut_metric{n=\"2\"} 2\n";
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {TEXT_FORMAT}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len() + 100
+    );
+    let address = raw_target(vec![("/cut", answer.into_bytes(), true)]).await;
+    let (storage, relay) = scraping_raw(&address, &[("cut", "/cut")]).await;
+
+    let up = up_of(&storage, "cut", 2).await;
+
+    assert!(up.values().iter().all(|v| *v == 0.0), "{up:?}");
+    assert!(storage.series("cut_metric").is_empty());
+    let active = relay.active_targets().await;
+    assert_eq!(
+        active[0].last_error,
+        "server closed the connection before the response ended"
     );
 }
