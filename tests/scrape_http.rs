@@ -78,13 +78,14 @@ async fn gzipped() -> impl IntoResponse {
     )
 }
 
-/// A relay scraping `path` of `target` every second, forwarding into a fake storage.
-async fn scraping(target: &Target, jobs: &[(&str, &str)]) -> (FakeStorage, Relay, ScrapeConfig) {
+/// A relay scraping, per job, `path` of the target at `address` every second, forwarding into a
+/// fake storage.
+async fn scraping(address: &str, jobs: &[(&str, &str)]) -> (FakeStorage, Relay, ScrapeConfig) {
     let jobs: Vec<Job> = jobs
         .iter()
         .map(|(name, path)| {
             Job::new(name)
-                .target(&target.address)
+                .target(address)
                 .setting(&format!("metrics_path: {path}"))
         })
         .collect();
@@ -116,7 +117,7 @@ async fn up_of(storage: &FakeStorage, job: &str, scrapes: usize) -> Series {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_of_a_target_share_one_keep_alive_connection() {
     let target = Target::start().await;
-    let (storage, _relay, _config) = scraping(&target, &[("plain", "/plain")]).await;
+    let (storage, _relay, _config) = scraping(&target.address, &[("plain", "/plain")]).await;
 
     let up = up_of(&storage, "plain", 4).await;
 
@@ -128,7 +129,7 @@ async fn scrapes_of_a_target_share_one_keep_alive_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_body_is_inflated_and_parsed() {
     let target = Target::start().await;
-    let (storage, _relay, _config) = scraping(&target, &[("gzipped", "/gzipped")]).await;
+    let (storage, _relay, _config) = scraping(&target.address, &[("gzipped", "/gzipped")]).await;
 
     let up = up_of(&storage, "gzipped", 2).await;
 
@@ -143,7 +144,7 @@ async fn gzip_body_is_inflated_and_parsed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirected_target_is_followed_through_reqwest() {
     let target = Target::start().await;
-    let (storage, _relay, _config) = scraping(&target, &[("moved", "/moved")]).await;
+    let (storage, _relay, _config) = scraping(&target.address, &[("moved", "/moved")]).await;
 
     let up = up_of(&storage, "moved", 2).await;
 
@@ -154,7 +155,7 @@ async fn redirected_target_is_followed_through_reqwest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_status_marks_the_target_down_with_the_status_text() {
     let target = Target::start().await;
-    let (storage, relay, _config) = scraping(&target, &[("missing", "/missing")]).await;
+    let (storage, relay, _config) = scraping(&target.address, &[("missing", "/missing")]).await;
 
     let up = up_of(&storage, "missing", 1).await;
 
@@ -206,23 +207,6 @@ async fn raw_target(answers: Vec<(&'static str, Vec<u8>, bool)>) -> String {
     address
 }
 
-async fn scraping_raw(address: &str, jobs: &[(&str, &str)]) -> (FakeStorage, Relay) {
-    let jobs: Vec<Job> = jobs
-        .iter()
-        .map(|(name, path)| {
-            Job::new(name)
-                .target(address)
-                .setting(&format!("metrics_path: {path}"))
-        })
-        .collect();
-    let storage = FakeStorage::new().start().await;
-    let relay = Relay::with_storages(&[storage.url()])
-        .scraping(&ScrapeConfig::new(&jobs))
-        .start()
-        .await;
-    (storage, relay)
-}
-
 // Before: the client took `103 Early Hints` for the answer and every scrape failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_sending_early_hints_before_its_answer_is_scraped() {
@@ -234,7 +218,7 @@ async fn target_sending_early_hints_before_its_answer_is_scraped() {
         body.len()
     );
     let address = raw_target(vec![("/hinted", answer.into_bytes(), false)]).await;
-    let (storage, _relay) = scraping_raw(&address, &[("hinted", "/hinted")]).await;
+    let (storage, _relay, _config) = scraping(&address, &[("hinted", "/hinted")]).await;
 
     let up = up_of(&storage, "hinted", 2).await;
 
@@ -255,7 +239,7 @@ async fn body_cut_short_fails_the_scrape_and_sends_none_of_it() {
         body.len() + 100
     );
     let address = raw_target(vec![("/cut", answer.into_bytes(), true)]).await;
-    let (storage, relay) = scraping_raw(&address, &[("cut", "/cut")]).await;
+    let (storage, relay, _config) = scraping(&address, &[("cut", "/cut")]).await;
 
     let up = up_of(&storage, "cut", 2).await;
 
