@@ -87,12 +87,15 @@ pub enum PushError {
     /// The block is larger than a queue accepts (the caller answers 413).
     #[error("block of {len} bytes is larger than the queue accepts")]
     TooLarge { len: usize },
-    /// The worker appending to a storage's queue panicked, or the blocking task holding the
-    /// appends was cancelled: whether the block reached that queue is unknown, so the push is
-    /// refused (the sender retries; delivery stays at-least-once). `id` is empty when the
-    /// storage is not known (the whole task failed).
-    #[error("appending to the queue of storage {id:?} did not finish: {reason}")]
-    AppendAborted { id: String, reason: String },
+    /// The thread appending to a storage's queue (`--fsync=always`, several storages) panicked:
+    /// whether the block reached that queue is unknown, so the push is refused (the caller
+    /// answers 503, the sender retries; delivery stays at-least-once).
+    #[error("appending to the queue of storage {id} panicked: {message}")]
+    AppendPanicked { id: String, message: String },
+    /// The blocking task doing the appends panicked or was cancelled (the runtime is shutting
+    /// down): whether the block reached the queues is unknown, so the push is refused.
+    #[error("the task appending to the queues did not finish: {0}")]
+    AppendTask(#[source] tokio::task::JoinError),
 }
 
 /// Counters a storage's sender keeps (the queue keeps its own).
@@ -322,9 +325,9 @@ impl Fanout {
                     .into_iter()
                     .map(|(st, h)| {
                         h.join().unwrap_or_else(|panic| {
-                            Err(PushError::AppendAborted {
+                            Err(PushError::AppendPanicked {
                                 id: st.id.clone(),
-                                reason: panic_message(panic.as_ref()),
+                                message: panic_message(panic.as_ref()),
                             })
                         })
                     })
@@ -334,12 +337,7 @@ impl Fanout {
             })
         })
         .await;
-        appended.unwrap_or_else(|e| {
-            Err(PushError::AppendAborted {
-                id: String::new(),
-                reason: e.to_string(),
-            })
-        })
+        appended.unwrap_or_else(|e| Err(PushError::AppendTask(e)))
     }
 
     /// Starts every storage's sender; they stop when `shutdown` is cancelled.
@@ -372,11 +370,11 @@ impl Fanout {
 /// What a panic said, if it said it with a string.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
-        format!("panicked: {s}")
+        (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {
-        format!("panicked: {s}")
+        s.clone()
     } else {
-        "panicked".to_string()
+        "(no message)".to_string()
     }
 }
 

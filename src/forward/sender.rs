@@ -401,6 +401,19 @@ fn parse_retry_after(h: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn credentials_in_the_url_become_a_decoded_basic_authorization_not_part_of_the_url() {
+        let url = "http://us%40er:p%3Ass@127.0.0.1:8428/api/v1/write";
+        let cfg = StorageConfig::with_defaults(url.parse().unwrap(), 0);
+        let (url, headers) = request_parts(&cfg).unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8428/api/v1/write");
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode("us@er:p:ss");
+        let auth = &headers[reqwest::header::AUTHORIZATION];
+        assert_eq!(auth, &format!("Basic {token}")[..]);
+        assert!(auth.is_sensitive());
+    }
+
     fn push(q: &Queue, series: usize) -> Vec<u8> {
         let req = prompb::example_write_request(series, 1, 1_700_000_000_000);
         let body = prompb::compress(&prost::Message::encode_to_vec(&req));

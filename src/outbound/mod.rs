@@ -3,7 +3,7 @@
 //! # Owns
 //! - [`build_client`]: the one way to build a reqwest client from [`ClientOptions`] (TLS roots,
 //!   client certificate, TLS versions, timeouts, pooling, `User-Agent`), for the senders, the
-//!   scrapes that need reqwest (https, redirects, proxies) and discovery.
+//!   scrapes that need reqwest (https, redirects, proxies), and discovery when it speaks HTTP.
 //! - [`sensitive_header`] and [`header_name`]: header values that may carry credentials, marked
 //!   sensitive so no log or `Debug` shows them.
 //! - [`body_prefix`]: the bounded read of a peer's body that is only reported (error answers).

@@ -4,8 +4,8 @@
 //! every body chunk, and a copy of each chunk); this client does one `write` of a request built
 //! once and reads the response straight into the caller's body buffer.
 //!
-//! Files: this one holds the client (connect, request, retry, keep-alive); [`head`] reads and
-//! parses a response head and picks the body's framing; [`body`] reads a body by that framing
+//! Files: this one holds the client (connect, request, retry, keep-alive); `head.rs` reads and
+//! parses a response head and picks the body's framing; `body.rs` reads a body by that framing
 //! (length, chunked, until close) and inflates gzip.
 //!
 //! Owns: one target's request bytes (built once: the target's URL and headers never change for a
