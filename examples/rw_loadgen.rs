@@ -207,10 +207,10 @@ async fn run(args: Args, ring: Vec<Bytes>) -> anyhow::Result<()> {
     for _ in 0..args.connections {
         let (client, tally, stop, ring, url) = (
             client.clone(),
-            tally.clone(),
-            stop.clone(),
-            ring.clone(),
-            url.clone(),
+            Arc::clone(&tally),
+            Arc::clone(&stop),
+            Arc::clone(&ring),
+            Arc::clone(&url),
         );
         workers.spawn(async move {
             loop {

@@ -96,7 +96,7 @@ pub async fn run(
         metrics: Arc::clone(&app.metrics),
         max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
     });
-    let router = ingest::router(ingest_state).merge(admin::router(app.clone()));
+    let router = ingest::router(ingest_state).merge(admin::router(Arc::<App>::clone(&app)));
 
     let stop = CancellationToken::new();
     let stop_http = stop.clone();

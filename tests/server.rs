@@ -24,14 +24,19 @@ async fn sink() -> (String, Received) {
                 |State(got): State<Received>, headers: HeaderMap, body: Bytes| async move {
                     let raw = prompb::decompress_bounded(&body, 64 << 20).expect("snappy");
                     let req = prompb::decode_write_request(&raw).expect("protobuf");
-                    got.lock().unwrap().push((headers, req));
+                    got.lock().expect("not poisoned").push((headers, req));
                     StatusCode::NO_CONTENT
                 },
             ),
         )
-        .with_state(got.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/api/v1/write", listener.local_addr().unwrap());
+        .with_state(Arc::clone(&got));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let address = listener
+        .local_addr()
+        .expect("a bound socket has an address");
+    let url = format!("http://{address}/api/v1/write");
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, got)
 }
@@ -46,13 +51,18 @@ async fn start(data_dir: &std::path::Path, storage: &str) -> Running {
     let cfg = Config::from_args([
         "promrelay",
         "--data-dir",
-        data_dir.to_str().unwrap(),
+        data_dir.to_str().expect("a UTF-8 temporary path"),
         "--remote-write-url",
         storage,
     ])
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    .expect("valid flags");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let address = listener
+        .local_addr()
+        .expect("a bound socket has an address");
+    let base = format!("http://{address}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let done = tokio::spawn(promrelay::server::run(cfg, listener, async move {
         let _ = stopped.await;

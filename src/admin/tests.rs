@@ -550,7 +550,7 @@ async fn ready_is_503_until_queues_open() {
         ingest: IngestSnapshot::default(),
         ready: AtomicBool::new(false),
     });
-    let (status, _, _) = get(source.clone(), "/-/ready").await;
+    let (status, _, _) = get(Arc::<Fixed>::clone(&source), "/-/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     source.ready.store(true, Ordering::SeqCst);
     let (status, _, body) = get(source, "/-/ready").await;

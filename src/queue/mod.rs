@@ -282,6 +282,10 @@ impl Queue {
             match io.try_lock(&lock_file, &lock_path) {
                 Ok(()) => break,
                 Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    #[expect(
+                        clippy::disallowed_methods,
+                        reason = "Queue::open is synchronous and runs on a blocking thread"
+                    )]
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {

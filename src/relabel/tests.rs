@@ -770,7 +770,7 @@ fn compiled_rules_can_be_shared_across_threads() {
     let shared = std::sync::Arc::new(rules(r#"[{"target_label":"t","replacement":"v"}]"#));
     let handles: Vec<_> = (0..2)
         .map(|_| {
-            let shared = shared.clone();
+            let shared = std::sync::Arc::clone(&shared);
             std::thread::spawn(move || {
                 let mut series = labels(&[("a", "1")]);
                 process(&mut series, &shared).then_some(series)

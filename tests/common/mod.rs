@@ -24,7 +24,10 @@
 //!   skips itself silently.
 
 // Each test file uses a different part of this vocabulary.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of this vocabulary"
+)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -376,6 +379,10 @@ fn kill_and_reap(mut child: Child) {
     let _ = child.start_kill();
     let deadline = Instant::now() + Duration::from_secs(5);
     while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "Drop cannot await; this waits milliseconds for a SIGKILLed child"
+        )]
         std::thread::sleep(Duration::from_millis(5));
     }
 }

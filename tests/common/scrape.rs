@@ -384,7 +384,6 @@ impl ActiveTarget {
 }
 
 /// A scraping relay, running.
-#[allow(async_fn_in_trait)]
 pub trait RelayScrape {
     /// Sends SIGHUP and waits for the relay to log the outcome: `Ok` when it reloaded, `Err`
     /// with the log line when it kept the old config.

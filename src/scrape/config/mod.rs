@@ -413,7 +413,7 @@ pub fn is_valid_label_name(name: &str) -> bool {
 /// go, `..` removes the element before it (and is dropped right after the root), and an empty
 /// result is `.`. Symbolic links are not looked at.
 pub fn clean_path(path: &Path) -> PathBuf {
-    let mut out: Vec<Component> = Vec::new();
+    let mut out: Vec<Component<'_>> = Vec::new();
     for component in path.components() {
         match component {
             Component::CurDir => {}

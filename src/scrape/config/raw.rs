@@ -127,7 +127,7 @@ struct RawFileVisitor;
 impl<'de> Visitor<'de> for RawFileVisitor {
     type Value = RawFile;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a Prometheus configuration (a mapping with scrape_configs)")
     }
 
@@ -207,7 +207,7 @@ struct RawGlobalVisitor;
 impl<'de> Visitor<'de> for RawGlobalVisitor {
     type Value = RawGlobal;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("the global section (a mapping)")
     }
 
@@ -269,7 +269,7 @@ struct RawJobVisitor;
 impl<'de> Visitor<'de> for RawJobVisitor {
     type Value = RawJob;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a scrape config (a mapping with job_name)")
     }
 
