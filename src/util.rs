@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `u64` because it counts; a remote-write sample timestamp is an `i64` and takes it with
 /// `as i64`, exact until the year 292 million.
 pub fn now_ms() -> u64 {
+    #[expect(clippy::disallowed_methods, reason = "this is the one wall clock")]
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

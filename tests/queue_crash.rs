@@ -325,6 +325,10 @@ fn parent() -> ExitCode {
         .ok()
         .and_then(|s| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok())
         .unwrap_or_else(|| {
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a seed wants the clock's nanoseconds, not the wall-clock milliseconds"
+            )]
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)

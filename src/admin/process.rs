@@ -175,10 +175,7 @@ mod tests {
         assert!(p.virtual_memory_bytes.is_some_and(|b| b > 0), "{p:?}");
         assert!(p.open_fds.is_some_and(|n| n >= 3), "{p:?}");
         assert!(p.max_fds.is_some_and(|n| n > 0), "{p:?}");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs_f64();
+        let now = crate::util::now_ms() as f64 / 1000.0;
         assert!(
             p.start_time_seconds
                 .is_some_and(|t| t <= now + 1.0 && t > now - 86_400.0 * 365.0),

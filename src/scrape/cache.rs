@@ -25,7 +25,7 @@
 //!   texts colliding is about 2^-128 per pair (Prometheus keeps the string instead; it costs
 //!   memory per series for no practical gain). Label hashes are 64-bit but checked.
 //!
-//! Must not: fetch, parse or send; decide a series' labels (that is [`super::series`]).
+//! Must not: fetch, parse or send; decide a series' labels (that is [`crate::exposition::series`]).
 
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128, xxh3_128_with_seed};
 

@@ -38,7 +38,7 @@ use std::net::TcpListener;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
@@ -98,10 +98,7 @@ pub fn sample_count(series: &[Series]) -> usize {
 
 /// Milliseconds since the Unix epoch, as remote-write timestamps are.
 pub fn now_ms() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock is after 1970");
-    i64::try_from(since_epoch.as_millis()).expect("timestamp fits in i64")
+    i64::try_from(promrelay::util::now_ms()).expect("timestamp fits in i64")
 }
 
 /// Polls `attempt` until it returns `Ok`, and panics after `timeout` with `what` and the last
