@@ -77,9 +77,9 @@ fn status(v: &PageView<'_>) -> Markup {
         }
         @if !v.ready {
             div .notice {
-                "Starting: the queues are being opened. Pushes wait for them (up to "
-                (crate::ingest::OPEN_WAIT.as_secs()) " s), then get 503 ("
-                code { "/-/ready" } " answers 503 until then)."
+                "Starting: the queues are being opened. A push waits for them, and gets 503 only "
+                "if they are still not open after " (crate::ingest::OPEN_WAIT.as_secs()) " s; "
+                code { "/-/ready" } " answers 503 until they are."
             }
         }
         (ingest_cards(v.ingest))
