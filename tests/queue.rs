@@ -270,6 +270,10 @@ fn interval_policy_flushes_position_in_the_background() {
             std::time::Instant::now() < deadline,
             "position never written"
         );
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a synchronous test polling for a file until a deadline"
+        )]
         std::thread::sleep(Duration::from_millis(10));
     }
 }

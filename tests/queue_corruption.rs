@@ -67,7 +67,8 @@ fn layout(dir: &Path) -> Vec<Frame> {
                 "{} at {off}",
                 path.display()
             );
-            let len = u32::from_le_bytes(bytes[off + 4..off + 8].try_into().unwrap()) as usize;
+            let len =
+                u32::from_le_bytes(bytes[off + 4..off + 8].try_into().expect("4 bytes")) as usize;
             let end = off + FRAME_HEADER as usize + len;
             let p = &bytes[off + FRAME_HEADER as usize..end];
             frames.push(Frame {
@@ -322,17 +323,17 @@ fn missing_middle_chunk_is_skipped_and_counted() {
 /// the position file points into the middle of a chunk), and the index of the oldest block still in
 /// the files.
 fn partly_acknowledged_queue(chunk_bytes: u64) -> (tempfile::TempDir, u32) {
-    let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), options(chunk_bytes)).unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let q = Queue::open(dir.path(), options(chunk_bytes)).expect("open the queue");
     for i in 0..300 {
-        q.append(&payload(i), 1).unwrap();
+        q.append(&payload(i), 1).expect("append");
     }
     for i in 0..100 {
-        let b = q.read().unwrap().unwrap();
+        let b = q.read().expect("read").expect("a block");
         assert_eq!(index_of(&b.payload), i);
         q.ack(b.id);
     }
-    q.close().unwrap();
+    q.close().expect("close the queue");
     let oldest = layout(dir.path())[0].index;
     assert!(oldest > 0, "some chunks were deleted");
     assert!(

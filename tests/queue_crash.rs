@@ -124,7 +124,7 @@ fn child(dir: &Path) -> Result<(), String> {
 
     let q = Queue::open(dir, options(sync)).map_err(|e| format!("open: {e}"))?;
     let mut out = std::io::stdout().lock();
-    let mut report = |line: std::fmt::Arguments| -> Result<(), String> {
+    let mut report = |line: std::fmt::Arguments<'_>| -> Result<(), String> {
         // One write per line: the parent sees whole lines up to the kill.
         out.write_all(format!("{line}\n").as_bytes())
             .and_then(|()| out.flush())
@@ -432,6 +432,10 @@ fn run_round(
         let _ = BufReader::new(stdout).read_to_end(&mut all);
         all
     });
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the child runs for this long before the kill: the delay is the experiment"
+    )]
     std::thread::sleep(round.delay);
     if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
         let _ = collector.join();

@@ -48,7 +48,7 @@ struct DiskState {
 impl Disk {
     fn with_free(free: u64) -> Arc<Disk> {
         let d = Disk::default();
-        d.state.lock().unwrap().free = free;
+        d.state.lock().expect("not poisoned").free = free;
         Arc::new(d)
     }
 
@@ -57,12 +57,12 @@ impl Disk {
     }
 
     fn tearing(self: Arc<Self>) -> Arc<Self> {
-        self.state.lock().unwrap().tear = true;
+        self.state.lock().expect("not poisoned").tear = true;
         self
     }
 
     fn set_free(&self, free: u64) {
-        self.state.lock().unwrap().free = free;
+        self.state.lock().expect("not poisoned").free = free;
     }
 
     /// Space is back.
@@ -71,17 +71,17 @@ impl Disk {
     }
 
     fn fail_next_chunk_syncs(&self, n: u32) {
-        self.state.lock().unwrap().failing_syncs = n;
+        self.state.lock().expect("not poisoned").failing_syncs = n;
     }
 
     fn full_writes(&self) -> u64 {
-        self.state.lock().unwrap().full_writes
+        self.state.lock().expect("not poisoned").full_writes
     }
 }
 
 impl Faults for Disk {
     fn before_write(&self, _path: &Path, len: usize) -> Option<(usize, io::Error)> {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock().expect("not poisoned");
         if len as u64 <= s.free {
             s.free -= len as u64;
             return None;
@@ -93,7 +93,7 @@ impl Faults for Disk {
     }
 
     fn check(&self, op: Op, path: &Path) -> Option<io::Error> {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock().expect("not poisoned");
         if op == Op::Sync && s.failing_syncs > 0 && path.extension().is_some_and(|x| x == "chunk") {
             s.failing_syncs -= 1;
             return Some(io::Error::other("injected fsync failure (EIO)"));
@@ -193,15 +193,18 @@ fn appends_work_again_once_space_is_back() {
 /// 4 KiB chunks and blocks of 1000 bytes: three frames fill a chunk, the fourth needs a new one.
 /// Returns the queue with the disk full just as the fourth append has to start chunk 2.
 fn full_when_a_new_chunk_is_due(dir: &Path, disk: &Arc<Disk>) -> (Queue, Vec<u32>) {
-    let q = Queue::open(dir, options(disk, 4096, SyncPolicy::Never)).unwrap();
+    let q = Queue::open(dir, options(disk, 4096, SyncPolicy::Never)).expect("open the queue");
     let mut ok = Vec::new();
     for i in 0..3 {
-        q.append(&block(i, 1000), 1).unwrap();
+        q.append(&block(i, 1000), 1)
+            .expect("append while there is room");
         ok.push(i);
     }
     // Room for part of the next chunk's 32-byte header only.
     disk.set_free(10);
-    let err = q.append(&block(3, 1000), 1).unwrap_err();
+    let err = q
+        .append(&block(3, 1000), 1)
+        .expect_err("append with the disk full");
     assert!(err.is_disk_full(), "{err}");
     assert_eq!(disk.full_writes(), 1, "the new chunk's header did not fit");
     (q, ok)
@@ -248,7 +251,7 @@ fn reopen_holds_exactly_the_blocks_whose_append_returned_ok() {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = Rng::new(seed);
         let disk = Disk::unlimited();
-        disk.state.lock().unwrap().tear = rng.below(4) != 0;
+        disk.state.lock().expect("not poisoned").tear = rng.below(4) != 0;
         let q = Queue::open(dir.path(), options(&disk, CHUNK, SyncPolicy::Never)).unwrap();
         let mut ok = Vec::new();
         let mut read = Vec::new();

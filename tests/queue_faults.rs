@@ -140,23 +140,23 @@ struct SwitchState {
 
 impl Switch {
     fn arm(&self, faults: &[Fault]) {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock().expect("not poisoned");
         s.armed = faults.to_vec();
         s.seen.clear();
     }
 
     fn disarm(&self) {
-        self.state.lock().unwrap().armed.clear();
+        self.state.lock().expect("not poisoned").armed.clear();
     }
 
     fn fired(&self) -> BTreeSet<Op> {
-        self.state.lock().unwrap().fired.clone()
+        self.state.lock().expect("not poisoned").fired.clone()
     }
 }
 
 impl Faults for Switch {
     fn check(&self, op: Op, _path: &Path) -> Option<io::Error> {
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state.lock().expect("not poisoned");
         let fault = s.armed.iter().find(|f| f.op == op).copied()?;
         let seen = s.seen.entry(op).or_default();
         *seen += 1;

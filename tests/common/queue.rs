@@ -4,8 +4,10 @@
 //! Include it with `#[path = "common/queue.rs"] mod queue_helpers;` (the queue tests do not need
 //! the end-to-end helpers of `common/mod.rs`).
 
-// Each test file uses a different part of this vocabulary.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of this vocabulary"
+)]
 
 use std::path::{Path, PathBuf};
 
