@@ -23,7 +23,6 @@
 //! - a missing binary fails the test with a hint to run `scripts/fetch-peers.sh`: a test never
 //!   skips itself silently.
 
-// Each test file uses a different part of this vocabulary.
 #![allow(
     dead_code,
     reason = "each test file uses a different part of this vocabulary"
