@@ -199,7 +199,7 @@ pub(crate) fn yaml_parts(
     (Place::file(path, line_col), one_line(key), reason)
 }
 
-/// Why [`read_bounded`] could not read a file. `Display` is one line without the path (the
+/// Why `read_bounded` could not read a file. `Display` is one line without the path (the
 /// caller names it where the message needs it).
 #[derive(Debug, thiserror::Error)]
 pub enum ReadFileError {
