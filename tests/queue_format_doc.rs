@@ -18,8 +18,8 @@ fn sketch_from_the_format_document() -> String {
 }
 
 fn run_sketch(dir: &Path) -> String {
-    let script = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(script.path(), sketch_from_the_format_document()).unwrap();
+    let script = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(script.path(), sketch_from_the_format_document()).expect("write the sketch");
     let out = std::process::Command::new("python3")
         .arg(script.path())
         .arg(dir)
@@ -30,7 +30,7 @@ fn run_sketch(dir: &Path) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("the sketch prints UTF-8")
 }
 
 #[test]

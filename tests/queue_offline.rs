@@ -26,11 +26,11 @@ fn options() -> Options {
 
 /// A queue in `dir` holding `n` blocks; block `i` has item count `i + 1`.
 fn build(dir: &Path, n: u32) {
-    let q = Queue::open(dir, options()).unwrap();
+    let q = Queue::open(dir, options()).expect("open the queue");
     for i in 0..n {
-        q.append(&block(i, PAYLOAD), i + 1).unwrap();
+        q.append(&block(i, PAYLOAD), i + 1).expect("append");
     }
-    q.close().unwrap();
+    q.close().expect("close the queue");
 }
 
 fn chunk(dir: &Path, seq: u64) -> PathBuf {
@@ -38,9 +38,9 @@ fn chunk(dir: &Path, seq: u64) -> PathBuf {
 }
 
 fn flip(path: &Path, at: u64) {
-    let mut bytes = std::fs::read(path).unwrap();
+    let mut bytes = std::fs::read(path).expect("read the chunk file");
     bytes[at as usize] ^= 0x40;
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, bytes).expect("write the chunk file");
 }
 
 fn promrelay(args: &[&str], paths: &[&Path]) -> Output {
@@ -52,11 +52,11 @@ fn promrelay(args: &[&str], paths: &[&Path]) -> Output {
 }
 
 fn stdout(out: &Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
 }
 
 fn stderr(out: &Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
 }
 
 fn inspect_json(paths: &[&Path]) -> serde_json::Value {
@@ -380,15 +380,15 @@ fn missing_and_set_aside_chunks_fail_verify() {
 /// Every file in `dir` with its length, modification time and contents.
 fn snapshot(dir: &Path) -> Vec<(String, u64, SystemTime, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
+        .expect("list the directory")
         .map(|e| {
-            let e = e.unwrap();
-            let meta = e.metadata().unwrap();
+            let e = e.expect("a directory entry");
+            let meta = e.metadata().expect("its metadata");
             (
                 e.file_name().to_string_lossy().into_owned(),
                 meta.len(),
-                meta.modified().unwrap(),
-                std::fs::read(e.path()).unwrap(),
+                meta.modified().expect("its modification time"),
+                std::fs::read(e.path()).expect("its bytes"),
             )
         })
         .collect();
@@ -465,8 +465,5 @@ fn running_without_a_subcommand_still_takes_the_relay_flags() {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    promrelay::util::now_ms()
 }
