@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # The whole check, exactly as CI runs it (.ci/run calls this): fetch the real peers the
-# end-to-end tests run against, then format, lints as errors, and every test target.
+# end-to-end tests run against, then format, lints as errors, unused dependencies, every test
+# target, the doc tests, and the docs themselves with warnings as errors.
 # --locked: a Cargo.lock that does not match Cargo.toml fails here, not in the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# cargo-machete finds dependencies no source file names. Installed here when missing, so a
+# clean machine (and CI on a fresh clone) gets it; pinned so its verdicts do not change under us.
+MACHETE_VERSION=0.9.2
+if [[ "$(cargo machete --version 2>/dev/null)" != *"$MACHETE_VERSION"* ]]; then
+    cargo install cargo-machete --locked --version "$MACHETE_VERSION"
+fi
+
 scripts/fetch-peers.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+cargo machete
 cargo test --locked --all-targets
+# --all-targets leaves the doc tests out; they run on their own.
+cargo test --locked --doc
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps
