@@ -19,6 +19,7 @@ use serde_saphyr::{Error as YamlError, MessageFormatter, Spanned, UserMessageFor
 use url::Url;
 
 use super::error::{ConfigError, Place};
+use super::file_refs::FileRefs;
 use super::storage::{
     BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MIN_BACKOFF, DEFAULT_TIMEOUT, QueueFull, Secret, StorageConfig, TlsConfig,
@@ -32,9 +33,6 @@ use crate::util::one_line;
 
 /// A config file larger than this is refused before parsing: it is not a promrelay config.
 const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
-
-/// A secret file larger than this is refused: it is not a password or a token.
-const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 
 /// Highest `concurrency` accepted: more parallel requests to one storage is a typo, not a plan.
 pub const MAX_CONCURRENCY: u32 = 64;
@@ -232,20 +230,16 @@ pub(super) struct RelayConfigResolver<'a> {
 }
 
 impl RelayConfigResolver<'_> {
+    fn refs(&self) -> FileRefs<'_> {
+        FileRefs { file: self.file }
+    }
+
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            return p.to_path_buf();
-        }
-        match self.file.parent() {
-            Some(dir) => dir.join(p),
-            None => p.to_path_buf(),
-        }
+        self.refs().path(p)
     }
 
     pub fn place<T>(&self, spanned: &Spanned<T>) -> Place {
-        let at = spanned.referenced;
-        let line_col = (at.line() > 0).then_some((at.line() as usize, at.column() as usize));
-        Place::file(self.file, line_col)
+        self.refs().place(spanned)
     }
 
     fn invalid<T>(&self, spanned: &Spanned<T>, key: String, reason: String) -> ConfigError {
@@ -258,20 +252,9 @@ impl RelayConfigResolver<'_> {
 
     /// Reads a secret file named at `spanned`: trimmed, non-empty, bounded.
     fn secret_file(&self, spanned: &Spanned<PathBuf>, key: String) -> Result<Secret, ConfigError> {
-        let path = self.path(&spanned.value);
-        let shown = one_line(&path.display().to_string());
-        let text = read_bounded(&path, MAX_SECRET_FILE_BYTES).map_err(|reason| {
-            self.invalid(
-                spanned,
-                key.clone(),
-                format!("cannot read {shown}: {reason}"),
-            )
-        })?;
-        let secret = text.trim();
-        if secret.is_empty() {
-            return Err(self.invalid(spanned, key, format!("{shown} is empty")));
-        }
-        Ok(Secret::new(secret))
+        self.refs()
+            .secret(spanned)
+            .map_err(|e| self.invalid(spanned, key, e.to_string()))
     }
 
     /// Checks that a TLS file named at `spanned` can be opened, and returns its resolved path.
@@ -280,23 +263,9 @@ impl RelayConfigResolver<'_> {
         spanned: &Spanned<PathBuf>,
         key: String,
     ) -> Result<PathBuf, ConfigError> {
-        let path = self.path(&spanned.value);
-        match fs::File::open(&path).and_then(|f| f.metadata()) {
-            Ok(meta) if meta.is_file() => Ok(path),
-            Ok(_) => Err(self.invalid(
-                spanned,
-                key,
-                format!(
-                    "{} is not a regular file",
-                    one_line(&path.display().to_string())
-                ),
-            )),
-            Err(e) => Err(self.invalid(
-                spanned,
-                key,
-                format!("cannot read {}: {e}", one_line(&path.display().to_string())),
-            )),
-        }
+        self.refs()
+            .readable(spanned)
+            .map_err(|e| self.invalid(spanned, key, e.to_string()))
     }
 
     /// Turns storage number `index` of the file into a validated [`StorageConfig`].

@@ -45,6 +45,7 @@
 mod cli;
 mod error;
 mod file;
+mod file_refs;
 mod storage;
 #[cfg(test)]
 mod tests;
@@ -64,6 +65,7 @@ pub use cli::{Cli, Command, FsyncMode, LogFormat, QueueCommand};
 pub use error::{ConfigError, Place};
 pub use file::MAX_CONCURRENCY;
 pub use file::ReadFileError;
+pub use file_refs::FileRefError;
 pub use storage::{
     BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
     DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull, REDACTED, Secret,
@@ -76,6 +78,7 @@ pub use units::{
 
 use file::{FileConfig, RelayConfigResolver};
 pub(crate) use file::{key_path_of, read_bounded, yaml_parts};
+pub(crate) use file_refs::FileRefs;
 
 /// Everything promrelay needs to start, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -420,16 +423,10 @@ fn scrape_config(
 
 /// Checks that `path`, set by `key` at `place`, is a regular file that can be opened.
 fn check_readable(path: &Path, place: Place, key: &str) -> Result<(), ConfigError> {
-    let shown = one_line(&path.display().to_string());
-    let reason = match std::fs::File::open(path).and_then(|f| f.metadata()) {
-        Ok(meta) if meta.is_file() => return Ok(()),
-        Ok(_) => format!("{shown} is not a regular file"),
-        Err(e) => format!("cannot read {shown}: {e}"),
-    };
-    Err(ConfigError::Invalid {
+    file_refs::check_regular_file(path).map_err(|e| ConfigError::Invalid {
         place,
         key: key.to_owned(),
-        reason,
+        reason: e.to_string(),
     })
 }
 

@@ -74,8 +74,6 @@ pub const DEFAULT_FILE_SD_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A scrape config file larger than this is refused before parsing.
 const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
-/// A secret file larger than this is refused: it is not a password or a token.
-const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
 
 /// Why the scrape configuration could not be loaded. `Display` is one line (user text escaped).
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,6 @@
 //! file, the line of the value and its key path.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,11 +11,11 @@ use serde_saphyr::Spanned;
 use super::raw::{PromDuration, RawFile, RawGlobal, RawJob, RawTls};
 use super::{
     DEFAULT_FILE_SD_REFRESH_INTERVAL, DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL,
-    DEFAULT_SCRAPE_TIMEOUT, FilePattern, FileSdConfig, GlobalConfig, JobConfig,
-    MAX_SECRET_FILE_BYTES, RelabelRules, Scheme, ScrapeAuth, ScrapeConfig, ScrapeConfigError,
-    ScrapeTls, StaticConfig, clean_path, is_valid_label_name, read_bounded,
+    DEFAULT_SCRAPE_TIMEOUT, FilePattern, FileSdConfig, GlobalConfig, JobConfig, RelabelRules,
+    Scheme, ScrapeAuth, ScrapeConfig, ScrapeConfigError, ScrapeTls, StaticConfig, clean_path,
+    is_valid_label_name,
 };
-use crate::config::{Place, Secret};
+use crate::config::{FileRefs, Place, Secret};
 use crate::relabel::RelabelConfig;
 use crate::util::one_line;
 
@@ -30,39 +29,27 @@ const OLDEST_TLS_SPOKEN: usize = 2;
 /// Turns raw values into resolved ones; knows the file for paths and error places.
 pub(super) struct ScrapeConfigResolver<'a> {
     file: &'a Path,
-    /// The config file's directory as Prometheus joins paths to it (`""` for a bare file name).
-    dir: PathBuf,
-    /// The same directory, absolute and cleaned.
+    /// The config file's directory, absolute and cleaned.
     base_dir: PathBuf,
 }
 
 impl<'a> ScrapeConfigResolver<'a> {
     pub(super) fn new(file: &'a Path) -> Self {
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
         let base_dir = clean_path(absolute.parent().unwrap_or(Path::new("/")));
-        ScrapeConfigResolver {
-            file,
-            dir,
-            base_dir,
-        }
+        ScrapeConfigResolver { file, base_dir }
+    }
+
+    fn refs(&self) -> FileRefs<'_> {
+        FileRefs { file: self.file }
     }
 
     fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.dir.join(p)
-        }
+        self.refs().path(p)
     }
 
     fn place<T>(&self, spanned: &Spanned<T>) -> Place {
-        let at = spanned.referenced;
-        let line_col = (at.line() > 0).then_some((at.line() as usize, at.column() as usize));
-        Place::File {
-            path: self.file.to_path_buf(),
-            line_col,
-        }
+        self.refs().place(spanned)
     }
 
     fn invalid<T>(&self, at: &Spanned<T>, key: String, reason: String) -> ScrapeConfigError {
@@ -573,16 +560,9 @@ impl<'a> ScrapeConfigResolver<'a> {
 
     /// Reads a secret file: trimmed (as Prometheus does), non-empty, bounded.
     fn secret_file(&self, at: &Spanned<PathBuf>, key: String) -> Result<Secret, ScrapeConfigError> {
-        let path = self.path(&at.value);
-        let name = one_line(&path.display().to_string());
-        let text = read_bounded(&path, MAX_SECRET_FILE_BYTES).map_err(|reason| {
-            self.invalid(at, key.clone(), format!("cannot read {name}: {reason}"))
-        })?;
-        let secret = text.trim();
-        if secret.is_empty() {
-            return Err(self.invalid(at, key, format!("{name} is empty")));
-        }
-        Ok(Secret::new(secret))
+        self.refs()
+            .secret(at)
+            .map_err(|e| self.invalid(at, key, e.to_string()))
     }
 
     /// Checks that a TLS file can be opened; returns its resolved path.
@@ -591,13 +571,9 @@ impl<'a> ScrapeConfigResolver<'a> {
         at: &Spanned<PathBuf>,
         key: String,
     ) -> Result<PathBuf, ScrapeConfigError> {
-        let path = self.path(&at.value);
-        let shown = one_line(&path.display().to_string());
-        match fs::File::open(&path).and_then(|f| f.metadata()) {
-            Ok(meta) if meta.is_file() => Ok(path),
-            Ok(_) => Err(self.invalid(at, key, format!("{shown} is not a regular file"))),
-            Err(e) => Err(self.invalid(at, key, format!("cannot read {shown}: {e}"))),
-        }
+        self.refs()
+            .readable(at)
+            .map_err(|e| self.invalid(at, key, e.to_string()))
     }
 }
 
