@@ -791,9 +791,11 @@ fn quote_special_floats(line: &str) -> String {
 }
 
 /// A sample value: a JSON number, or a string as Prometheus writes all values and as
-/// `quote_special_floats` leaves NaN and infinities.
+/// `quote_special_floats` leaves NaN and infinities, or `null`, which VictoriaMetrics' export
+/// writes for some NaNs (a node_exporter test once panicked on one).
 fn json_float(value: &serde_json::Value) -> f64 {
     match value {
+        serde_json::Value::Null => f64::NAN,
         serde_json::Value::Number(number) => number.as_f64().expect("a JSON number is a float"),
         serde_json::Value::String(text) => match text.as_str() {
             "NaN" => f64::NAN,
