@@ -20,27 +20,28 @@ pub(super) struct GroupCommit {
 struct State {
     /// Every append up to here is covered by a successful fsync, except those in `failed`.
     synced: u64,
-    /// The appends after `.0` up to `.1` were covered by an fsync that failed: they stay failed
-    /// whatever fsync succeeds later (it proves nothing about pages the kernel may have dropped).
-    /// Only the latest range of failures is kept (merged with the one before when they touch):
-    /// an appender still to wait for an older one is rare and at worst not told.
-    failed: (u64, u64),
+    /// The appends after `.0` up to `.1` may have been covered by an fsync that failed: they stay
+    /// failed whatever fsync succeeds later (it proves nothing about pages the kernel may have
+    /// dropped). `None` until the first failure. A later failure widens the range from the first
+    /// failed append through its own, so an appender that has not yet looked at an older failure
+    /// is still told (appends between two failures that did succeed are then reported failed:
+    /// the client retries and makes a duplicate, never a loss; appenders that already had their
+    /// answer never ask again).
+    failed: Option<(u64, u64)>,
     /// An appender is running an fsync for everyone.
     in_progress: bool,
 }
 
 impl State {
     fn has_failed(&self, n: u64) -> bool {
-        self.failed.0 < n && n <= self.failed.1
+        self.failed.is_some_and(|(from, to)| from < n && n <= to)
     }
 
     fn record_failure(&mut self, upto: u64) {
-        let from = if self.failed.1 >= self.synced {
-            self.failed.0
-        } else {
-            self.synced
-        };
-        self.failed = (from.min(upto), self.failed.1.max(upto));
+        self.failed = Some(match self.failed {
+            None => (self.synced.min(upto), upto),
+            Some((from, to)) => (from.min(upto), to.max(upto)),
+        });
     }
 }
 
@@ -180,6 +181,17 @@ mod tests {
         assert!(matches!(c.wait_for(2), Turn::Failed));
         assert!(matches!(c.wait_for(3), Turn::Failed));
         assert!(matches!(c.wait_for(4), Turn::Covered));
+    }
+
+    #[test]
+    fn an_appender_that_slept_through_two_failures_and_a_success_is_still_told_it_failed() {
+        let c = GroupCommit::default();
+        c.failed(3);
+        c.synced(10);
+        c.failed(12);
+        assert!(matches!(c.wait_for(2), Turn::Failed));
+        assert!(matches!(c.wait_for(12), Turn::Failed));
+        assert!(matches!(c.wait_for(13), Turn::Lead(_)));
     }
 
     #[test]
