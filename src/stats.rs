@@ -1,8 +1,8 @@
 //! Ingest counters: what came in, from where, and what was refused and why.
 //!
 //! Owns [`IngestMetrics`], the lock-free counters bumped on the hot path by every source of data
-//! (`crate::ingest`'s HTTP endpoints and `crate::scrape`'s loops), and [`IngestSnapshot`], the
-//! copy `crate::admin` renders on `/metrics` and the status page.
+//! (the `ingest` module's HTTP endpoints and the `scrape` module's loops), and [`IngestSnapshot`], the
+//! copy the `admin` module renders on `/metrics` and the status page.
 //!
 //! It sits below both sources so neither imports the other for it. Must not: depend on any
 //! other module of the crate, lock, or allocate when counting.

@@ -1,6 +1,6 @@
 //! The exposition formats: Prometheus text 0.0.4 and OpenMetrics 1.0 parsing, and turning parsed
-//! samples into remote-write series. Used by the scraper (`crate::scrape`) and by text import
-//! (`POST /api/v1/import/prometheus` in `crate::ingest`).
+//! samples into remote-write series. Used by the scraper (the `scrape` module) and by text import
+//! (`POST /api/v1/import/prometheus` in the `ingest` module).
 //!
 //! - [`parse`]: a zero-copy, never-panicking parser over one body ([`parse::Parser`]).
 //! - [`series`]: label merging (`honor_labels`, `metric_relabel_configs`, external labels),

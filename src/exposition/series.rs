@@ -7,7 +7,7 @@
 //! label from the parsed body and the target, and encodes it straight into the output.
 //!
 //! Must not: fetch, parse or send; it only computes labels and builds batches. The scraper calls
-//! [`encode_series_labels`] only for series its scrape cache (`crate::scrape::cache::ScrapeCache`) has not seen yet.
+//! [`encode_series_labels`] only for series its scrape cache (`ScrapeCache` in the `scrape` module) has not seen yet.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 //! same entry ingest uses.
 //!
 //! Must not: write to queues except through that fan-out, or know about admin pages (the status
-//! it exposes, [`manager::TargetsView`], is read by `crate::admin`).
+//! it exposes, [`manager::TargetsView`], is read by the `admin` module).
 //!
 //! - [`cache`]: a target's scrape cache: series text to encoded labels, the previous batch.
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
