@@ -101,18 +101,7 @@ impl Inner {
             .map(|(_, m)| m.blocks.saturating_sub(m.acked_blocks))
             .sum();
         out.chunk_files = s.chunks.len() as u64;
-        let first = s
-            .chunks
-            .range(ack.chunk..)
-            .map(|(c, m)| {
-                let start = if *c == ack.chunk {
-                    ack.offset
-                } else {
-                    CHUNK_HEADER_LEN
-                };
-                (*c, start, m.end)
-            })
-            .find(|(_, start, end)| start < end);
+        let first = pending_ranges(&s.chunks, ack).find(|(_, start, end)| start < end);
         drop(s);
         out.oldest_pending_unix_ms = first.and_then(|(c, start, end)| {
             let path = self.dir.join(format::chunk_file_name(c));
@@ -127,15 +116,23 @@ impl Inner {
 }
 
 pub(super) fn pending_bytes(chunks: &BTreeMap<u64, ChunkMeta>, ack: Pos) -> u64 {
-    chunks
-        .range(ack.chunk..)
-        .map(|(c, m)| {
-            let start = if *c == ack.chunk {
-                ack.offset
-            } else {
-                CHUNK_HEADER_LEN
-            };
-            m.end.saturating_sub(start)
-        })
+    pending_ranges(chunks, ack)
+        .map(|(_, start, end)| end.saturating_sub(start))
         .sum()
+}
+
+/// Per chunk from the acknowledged one on: `(chunk, start, end)` of the bytes not yet
+/// acknowledged (the acknowledged offset in its own chunk, just past the header in later ones).
+fn pending_ranges(
+    chunks: &BTreeMap<u64, ChunkMeta>,
+    ack: Pos,
+) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+    chunks.range(ack.chunk..).map(move |(&c, m)| {
+        let start = if c == ack.chunk {
+            ack.offset
+        } else {
+            CHUNK_HEADER_LEN
+        };
+        (c, start, m.end)
+    })
 }
