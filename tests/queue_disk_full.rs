@@ -20,6 +20,10 @@ use queue_helpers::{
 
 #[path = "common/queue.rs"]
 mod queue_helpers;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+
+use tmpfs::Tmpfs;
 
 /// Taken (shared) by every test that opens a queue, and exclusively by a test while it spawns a
 /// process (`mount`, `umount`): a child inherits the queue's lock-file descriptor between fork and
@@ -366,41 +370,6 @@ fn a_head_chunk_given_back_before_its_successor_fits_is_followed_by_the_next_app
     assert_eq!(stats.chunks_skipped, 0, "no chunk looks missing: {stats:?}");
 }
 
-/// A small real tmpfs, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it); panics when it cannot, since the
-    /// tests that need a real full disk must not pass without one.
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("a directory to mount the tmpfs on");
-        let _exclusive = SPAWNS.write().unwrap_or_else(|p| p.into_inner());
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a {size} tmpfs on {} (this test needs root): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _exclusive = SPAWNS.write().unwrap_or_else(|p| p.into_inner());
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// The chunk files in `dir` with their lengths.
 fn chunk_files(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
     chunk_paths(dir)
@@ -422,9 +391,9 @@ fn one_chunk_fills_the_disk() -> Options {
 
 #[test]
 fn appends_resume_once_the_reader_has_caught_up_with_a_head_chunk_that_filled_the_disk() {
-    let fs = Tmpfs::mount("1m");
+    let fs = Tmpfs::mount_holding("1m", Some(&SPAWNS));
     let _serial = no_spawns();
-    let dir = fs.dir.path().join("queue");
+    let dir = fs.path().join("queue");
     let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
     let (err, ok) = fill(&q, 0, 1000);
     assert!(err.is_disk_full(), "{err}");
@@ -450,9 +419,9 @@ fn appends_resume_once_the_reader_has_caught_up_with_a_head_chunk_that_filled_th
 
 #[test]
 fn a_restart_gives_back_the_space_of_a_fully_acknowledged_head_chunk() {
-    let fs = Tmpfs::mount("1m");
+    let fs = Tmpfs::mount_holding("1m", Some(&SPAWNS));
     let _serial = no_spawns();
-    let dir = fs.dir.path().join("queue");
+    let dir = fs.path().join("queue");
     let q = Queue::open(&dir, one_chunk_fills_the_disk()).unwrap();
     let (err, ok) = fill(&q, 0, 1000);
     assert!(err.is_disk_full(), "{err}");
@@ -478,9 +447,9 @@ fn a_restart_gives_back_the_space_of_a_fully_acknowledged_head_chunk() {
 
 #[test]
 fn real_enospc_is_a_disk_full_error_and_heals_when_space_is_freed() {
-    let fs = Tmpfs::mount("256k");
+    let fs = Tmpfs::mount_holding("256k", Some(&SPAWNS));
     let _serial = no_spawns();
-    let dir = fs.dir.path().join("queue");
+    let dir = fs.path().join("queue");
     let opts = || Options {
         chunk_bytes: 16 * 1024,
         sync: SyncPolicy::Never,

@@ -6,45 +6,11 @@
 //! Needs root (it mounts a tmpfs); it fails, not skips, without it.
 
 mod common;
-
-use std::path::Path;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
 
 use common::relay::{FakeStorage, Pushes, Relay};
-
-/// A small tmpfs of the test's own, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("a directory to mount the tmpfs on");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "cannot mount a {size} tmpfs on {} (this test needs root): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use tmpfs::Tmpfs;
 
 /// Pushes of `pushes` from number `from` on until the relay answers 503; returns the numbers it
 /// accepted. Panics on any other answer, or if the disk never fills.
