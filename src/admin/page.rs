@@ -26,6 +26,22 @@ use super::rates::{Rate, WINDOW};
 const CSS: PreEscaped<&str> = PreEscaped(include_str!("page.css"));
 const JS: PreEscaped<&str> = PreEscaped(include_str!("page.js"));
 
+/// The `<head>` both admin pages share: charset, viewport, title and our CSS; with `refresh`,
+/// a browser without scripts reloads every 5 s (with scripts, `page.js` refreshes in place).
+pub(super) fn head(title: &str, refresh: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            @if refresh {
+                noscript { meta http-equiv="refresh" content="5"; }
+            }
+            style { (CSS) }
+        }
+    }
+}
+
 /// What one rendering of the page shows.
 pub struct PageView<'a> {
     pub storages: &'a [StorageStatus],
@@ -42,13 +58,7 @@ pub fn render(view: &PageView<'_>) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "promrelay" }
-                noscript { meta http-equiv="refresh" content="5"; }
-                style { (CSS) }
-            }
+            (head("promrelay", true))
             body {
                 header {
                     h1 { "promrelay" }

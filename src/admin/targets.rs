@@ -8,13 +8,10 @@
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use url::Url;
 
-use super::page::age;
+use super::page::{age, head};
 use crate::prompb::Label;
 use crate::scrape::manager::TargetsView;
 use crate::scrape::scrape_loop::{Health, TargetHealth};
-
-/// Our own files, inlined as they are: the only markup on the page that is not escaped.
-const CSS: PreEscaped<&str> = PreEscaped(include_str!("page.css"));
 
 /// Filters rows by the text typed (matches labels, URL and error), without a round trip.
 const FILTER_JS: PreEscaped<&str> = PreEscaped(
@@ -54,12 +51,7 @@ pub fn render(view: Option<&TargetsView>) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "promrelay targets" }
-                style { (CSS) }
-            }
+            (head("promrelay targets", false))
             body {
                 header {
                     h1 { "Targets" }
