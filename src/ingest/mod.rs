@@ -22,25 +22,31 @@
 //!
 //! # Must not
 //! Block on a slow storage: it only appends to queues; senders run on their own.
+//!
+//! # Layout
+//! One file per protocol, each with its handler: `remote_write` (remote-write pushes), `import`
+//! (text pushes); `opening` ([`FanoutSlot`], the queues as a push sees them while the process
+//! starts). This file holds what they share: the state, the routes, refusals and queueing.
 
+mod import;
 mod opening;
+mod remote_write;
 
 pub use opening::{FanoutSlot, OPEN_WAIT};
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tracing::warn;
 
 use crate::forward::{Fanout, PushError};
-use crate::prompb;
 use crate::stats::{IngestMetrics, Reject, Source};
 
 /// A decompression buffer kept per thread is shrunk back when a request grew it past this.
@@ -65,12 +71,15 @@ pub struct IngestState {
 pub fn router(state: Arc<IngestState>) -> Router {
     let limit = state.max_request_bytes;
     Router::new()
-        .route("/api/v1/write", post(remote_write))
-        .route("/api/v1/push", post(remote_write))
-        .route("/prometheus/api/v1/write", post(remote_write))
-        .route("/prometheus/api/v1/push", post(remote_write))
-        .route("/api/v1/import/prometheus", post(import_text))
-        .route("/prometheus/api/v1/import/prometheus", post(import_text))
+        .route("/api/v1/write", post(remote_write::remote_write))
+        .route("/api/v1/push", post(remote_write::remote_write))
+        .route("/prometheus/api/v1/write", post(remote_write::remote_write))
+        .route("/prometheus/api/v1/push", post(remote_write::remote_write))
+        .route("/api/v1/import/prometheus", post(import::import_text))
+        .route(
+            "/prometheus/api/v1/import/prometheus",
+            post(import::import_text),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -147,153 +156,4 @@ async fn queue(
             refuse(m, Reject::QueueUnavailable, e)
         }
     }
-}
-
-async fn remote_write(
-    State(st): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = handle_remote_write(&st, &headers, body).await;
-    st.metrics.observe_duration(start.elapsed());
-    resp
-}
-
-async fn handle_remote_write(
-    st: &IngestState,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let m = &st.metrics;
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("").trim();
-        if !enc.eq_ignore_ascii_case("snappy") {
-            return refuse(
-                m,
-                Reject::UnsupportedMediaType,
-                format_args!(
-                    "Content-Encoding {enc:?} is not supported: remote-write bodies are snappy (block format)"
-                ),
-            );
-        }
-    }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").trim();
-        let (mime, params) = ct.split_once(';').unwrap_or((ct, ""));
-        let v2 = params.contains("io.prometheus.write.v2");
-        if !mime.trim().eq_ignore_ascii_case("application/x-protobuf") || v2 {
-            return refuse(
-                m,
-                Reject::UnsupportedMediaType,
-                format_args!(
-                    "Content-Type {ct:?} is not supported: expected application/x-protobuf (remote-write 1.0)"
-                ),
-            );
-        }
-    }
-    let body = match read_body(st, body) {
-        Ok(b) => b,
-        Err((reason, why)) => return refuse(&st.metrics, reason, why),
-    };
-    let checked = DECOMPRESSED.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        let res = prompb::decompress_bounded_into(&body, st.max_request_bytes, &mut buf)
-            .and_then(|()| prompb::validate_write_request(&buf));
-        if buf.capacity() > KEEP_BUFFER_BYTES {
-            *buf = Vec::new();
-        }
-        res
-    });
-    let summary = match checked {
-        Ok(s) => s,
-        Err(e) if e.is_too_large() => {
-            return refuse(
-                m,
-                Reject::TooLarge,
-                format_args!("{e} (--max-request-bytes {})", st.max_request_bytes),
-            );
-        }
-        Err(e) => return refuse(m, Reject::BadBody, e),
-    };
-    let Some(fanout) = st.fanout.wait(st.open_wait).await else {
-        return still_opening(st);
-    };
-    let samples = summary.samples + summary.histograms;
-    queue(st, fanout, body, samples, Source::RemoteWrite).await
-}
-
-/// `POST /api/v1/import/prometheus`: a text exposition, parsed strictly; 400 names the line.
-/// Samples without a timestamp get the time of the request. Nothing is queued unless the whole
-/// body is valid.
-async fn import_text(
-    State(st): State<Arc<IngestState>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = handle_import(&st, &headers, body).await;
-    st.metrics.observe_duration(start.elapsed());
-    resp
-}
-
-async fn handle_import(
-    st: &IngestState,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    use crate::exposition::parse::{Entry, Parser, format_from_content_type};
-    use crate::exposition::series::{SeriesBuilder, SeriesOptions};
-    let m = &st.metrics;
-    let body = match read_body(st, body) {
-        Ok(b) => b,
-        Err((reason, why)) => return refuse(&st.metrics, reason, why),
-    };
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("").trim();
-        if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
-            return refuse(
-                m,
-                Reject::UnsupportedMediaType,
-                format_args!("Content-Encoding {enc:?} is not supported for text imports"),
-            );
-        }
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let now = crate::util::now_ms() as i64;
-    let mut builder = SeriesBuilder::new();
-    let opts = SeriesOptions::default();
-    let mut parser = Parser::new(&body, format_from_content_type(content_type));
-    let mut samples = 0u64;
-    while let Some(entry) = parser.next() {
-        let s = match entry {
-            Ok(Entry::Sample(s)) => s,
-            Ok(_) => continue,
-            Err(e) => return refuse(m, Reject::BadBody, e),
-        };
-        if let Err(e) = builder.add(
-            s.name,
-            s.labels.iter(),
-            s.value,
-            s.timestamp_ms.unwrap_or(now),
-            &opts,
-        ) {
-            return refuse(
-                m,
-                Reject::BadBody,
-                format_args!("line {}: {e}", parser.line()),
-            );
-        }
-        samples += 1;
-    }
-    if builder.series() == 0 {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let Some(fanout) = st.fanout.wait(st.open_wait).await else {
-        return still_opening(st);
-    };
-    let block = Bytes::from(prompb::compress(builder.as_bytes()));
-    queue(st, fanout, block, samples, Source::Import).await
 }
