@@ -95,16 +95,90 @@ async fn body_over_max_request_bytes_is_refused_with_413() {
     .await;
 }
 
-#[tokio::test]
-async fn gzip_content_encoding_is_refused_with_415() {
-    let body = encode(&Pushes::new("relay_ingest_gzip", 1, 3).request(0));
-    let headers = [
-        ("Content-Encoding", "gzip"),
+/// Headers of a remote-write push whose body has `encoding`.
+fn headers_for(encoding: &str) -> [(&str, &str); 3] {
+    [
+        ("Content-Encoding", encoding),
         ("Content-Type", "application/x-protobuf"),
         ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-    ];
+    ]
+}
 
-    assert_refused_and_nothing_queued(&[], body, &headers, 415).await;
+#[tokio::test]
+async fn unknown_content_encoding_is_refused_with_415() {
+    let protobuf = Pushes::new("relay_ingest_br", 1, 3)
+        .request(0)
+        .encode_to_vec();
+
+    assert_refused_and_nothing_queued(&[], protobuf, &headers_for("br"), 415).await;
+}
+
+#[tokio::test]
+async fn uncompressed_remote_write_is_refused_with_415() {
+    let protobuf = Pushes::new("relay_ingest_identity", 1, 3)
+        .request(0)
+        .encode_to_vec();
+
+    assert_refused_and_nothing_queued(&[], protobuf, &headers_for("identity"), 415).await;
+}
+
+#[tokio::test]
+async fn zstd_bomb_is_refused_with_413() {
+    // 64 MiB of zeros in a frame that does not declare its size: a few KiB on the wire.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd encoder");
+    encoder.include_contentsize(false).expect("zstd parameter");
+    encoder
+        .write_all(&vec![0u8; 64 << 20])
+        .expect("compress in memory");
+    let bomb = encoder.finish().expect("finish the zstd frame");
+    assert!(bomb.len() < 64 << 10, "the bomb is small: {}", bomb.len());
+
+    assert_refused_and_nothing_queued(
+        &["--max-request-bytes", "1MiB"],
+        bomb,
+        &headers_for("zstd"),
+        413,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_refused_with_413() {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&vec![0u8; 64 << 20])
+        .expect("compress in memory");
+    let bomb = encoder.finish().expect("finish the gzip member");
+
+    assert_refused_and_nothing_queued(
+        &["--max-request-bytes", "1MiB"],
+        bomb,
+        &headers_for("gzip"),
+        413,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn truncated_zstd_body_is_refused_with_400() {
+    let protobuf = Pushes::new("relay_ingest_zstd_cut", 1, 30)
+        .request(0)
+        .encode_to_vec();
+    let mut body = zstd::bulk::compress(&protobuf, 3).expect("compress in memory");
+    body.truncate(body.len() / 2);
+
+    assert_refused_and_nothing_queued(&[], body, &headers_for("zstd"), 400).await;
+}
+
+#[tokio::test]
+async fn zstd_of_broken_protobuf_is_refused_with_400() {
+    let mut protobuf = Pushes::new("relay_ingest_zstd_broken", 1, 3)
+        .request(0)
+        .encode_to_vec();
+    protobuf.truncate(protobuf.len() - 3);
+    let body = zstd::bulk::compress(&protobuf, 3).expect("compress in memory");
+
+    assert_refused_and_nothing_queued(&[], body, &headers_for("zstd"), 400).await;
 }
 
 #[tokio::test]

@@ -3,8 +3,11 @@
 
 mod common;
 
+use std::io::Write;
+
 use common::Peers;
-use common::relay::{Pushes, Relay, assert_holds_exactly};
+use common::relay::{Pushes, Relay, assert_both_hold_exactly};
+use prost::Message;
 
 #[tokio::test]
 async fn relay_fans_out_to_victoria_metrics_and_prometheus_exactly() {
@@ -19,15 +22,7 @@ async fn relay_fans_out_to_victoria_metrics_and_prometheus_exactly() {
 
     relay.push_all_accepted(&pushes).await;
 
-    let expected = pushes.expected();
-    let at_vm = vm
-        .export_at_least(pushes.metric(), pushes.sample_count())
-        .await;
-    assert_holds_exactly("victoria-metrics", &at_vm, &expected);
-    let at_prometheus = prometheus
-        .raw_samples_at_least(pushes.metric(), pushes.sample_count())
-        .await;
-    assert_holds_exactly("prometheus", &at_prometheus, &expected);
+    assert_both_hold_exactly(&vm, &prometheus, &pushes).await;
     for queue in relay.wait_until_drained().await {
         assert_eq!(queue["sent_blocks_total"], 200, "{queue}");
         assert_eq!(queue["sent_samples_total"], 200 * 50, "{queue}");
@@ -73,4 +68,45 @@ async fn prometheus_agent_through_relay_reaches_victoria_metrics() {
     assert!(up[0].values().iter().all(|&v| v == 1.0), "{up:?}");
     let queue = relay.queue(0).await;
     assert_eq!(queue["dropped_blocks_total"], 0, "{queue}");
+}
+
+/// vmagent sends zstd by default, other senders gzip: the relay takes both and the storages get
+/// exactly what was pushed, as snappy remote-write 1.0.
+#[tokio::test]
+async fn zstd_and_gzip_pushes_reach_victoria_metrics_and_prometheus_exactly() {
+    let (vm, prometheus) = tokio::join!(
+        Peers::victoria_metrics().start(),
+        Peers::prometheus_receiver().start()
+    );
+    let relay = Relay::with_storages(&[vm.remote_write_url(), prometheus.remote_write_url()])
+        .start()
+        .await;
+    let pushes = Pushes::new("relay_zstd_gzip", 30, 40);
+
+    for (i, request) in pushes.requests().iter().enumerate() {
+        let protobuf = request.encode_to_vec();
+        let (encoding, body) = match i % 3 {
+            0 => (
+                "zstd",
+                zstd::bulk::compress(&protobuf, 3).expect("zstd in memory"),
+            ),
+            1 => ("gzip", gzip(&protobuf)),
+            _ => ("snappy", promrelay::prompb::compress(&protobuf)),
+        };
+        let headers = [
+            ("Content-Encoding", encoding),
+            ("Content-Type", "application/x-protobuf"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ];
+        let (status, reason) = relay.push_raw(body, &headers).await;
+        assert_eq!(status, 204, "{encoding} push {i}: {reason}");
+    }
+
+    assert_both_hold_exactly(&vm, &prometheus, &pushes).await;
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).expect("compress in memory");
+    encoder.finish().expect("finish the gzip member")
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::Peers;
-use common::relay::{Pushes, Relay, assert_holds_exactly};
+use common::relay::{Pushes, Relay, assert_both_hold_exactly};
 use promrelay::prompb::{compress, concat_blocks_into, decompress_bounded};
 use proptest::prelude::*;
 
@@ -68,15 +68,7 @@ async fn pushes_merged_while_storages_were_down_are_decoded_by_go_receivers() {
     }
     tokio::join!(vm.start_again(), prometheus.start_again());
 
-    let expected = pushes.expected();
-    let at_vm = vm
-        .export_at_least(pushes.metric(), pushes.sample_count())
-        .await;
-    assert_holds_exactly("victoria-metrics", &at_vm, &expected);
-    let at_prometheus = prometheus
-        .raw_samples_at_least(pushes.metric(), pushes.sample_count())
-        .await;
-    assert_holds_exactly("prometheus", &at_prometheus, &expected);
+    assert_both_hold_exactly(&vm, &prometheus, &pushes).await;
     for queue in relay.wait_until_drained().await {
         assert_eq!(queue["sent_blocks_total"], 200, "{queue}");
         assert_eq!(queue["rejected_blocks_total"], 0, "{queue}");

@@ -2,9 +2,9 @@
 //!
 //! # Owns
 //! `POST /api/v1/write` (also `/api/v1/push` and the same under `/prometheus`): Prometheus
-//! remote-write 1.0, a snappy **block** compressed protobuf `WriteRequest`. `POST
-//! /api/v1/import/prometheus`: a text exposition (Prometheus text, or OpenMetrics when the
-//! Content-Type says `application/openmetrics-text`), parsed strictly. Limits, decompression,
+//! remote-write 1.0, a protobuf `WriteRequest` compressed as a snappy **block** (or zstd, or gzip:
+//! `encoding`). `POST /api/v1/import/prometheus`: a text exposition (Prometheus text, or
+//! OpenMetrics when the Content-Type says `application/openmetrics-text`), parsed strictly. Limits, decompression,
 //! validation; it bumps the ingest counters ([`IngestMetrics`], owned by [`crate::stats`]).
 //!
 //! # Guarantees
@@ -14,20 +14,24 @@
 //!   413 over `--max-request-bytes` (compressed or decompressed), 415 unsupported Content-Encoding
 //!   or Content-Type, 503 when a queue cannot take the data. A push that arrives while the
 //!   queues are being opened waits for them (at most `open_wait`, [`OPEN_WAIT`] in the
-//!   application); if they are still not open then, it gets 503 with `Retry-After`. The body of each is one line.
+//!   application); if they are still not open then, it gets 503 with `Retry-After`. The body of
+//!   each is one line.
 //!   A refused request leaves nothing in any queue (except a 503 from a disk failing half-way
 //!   through the storages, where those already written keep it: at-least-once).
-//! - Hot path: the body is queued as it came (no decode and re-encode), the decompression buffer
-//!   is reused per thread.
+//! - Hot path: a snappy body is queued as it came (no decode and re-encode), the decompression
+//!   buffer is reused per thread. zstd and gzip bodies are re-compressed as the snappy block the
+//!   queues hold.
 //!
 //! # Must not
 //! Block on a slow storage: it only appends to queues; senders run on their own.
 //!
 //! # Layout
 //! One file per protocol, each with its handler: `remote_write` (remote-write pushes), `import`
-//! (text pushes); `opening` ([`FanoutSlot`], the queues as a push sees them while the process
-//! starts). This file holds what they share: the state, the routes, refusals and queueing.
+//! (text pushes). `encoding`: bounded decompression by `Content-Encoding`, for every protocol.
+//! `opening`: [`FanoutSlot`], the queues as a push sees them while the process starts. This file
+//! holds what they share: the state, the routes, refusals and queueing.
 
+mod encoding;
 mod import;
 mod opening;
 mod remote_write;

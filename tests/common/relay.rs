@@ -106,6 +106,24 @@ pub fn missing_samples(expected: &[Series], received: &[Series]) -> Vec<String> 
     missing
 }
 
+/// Asserts both real storages hold exactly what `pushes` pushed, waiting until they hold as many
+/// samples.
+pub async fn assert_both_hold_exactly(
+    vm: &super::VictoriaMetrics,
+    prometheus: &super::Prometheus,
+    pushes: &Pushes,
+) {
+    let expected = pushes.expected();
+    let at_vm = vm
+        .export_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+    assert_holds_exactly("victoria-metrics", &at_vm, &expected);
+    let at_prometheus = prometheus
+        .raw_samples_at_least(pushes.metric(), pushes.sample_count())
+        .await;
+    assert_holds_exactly("prometheus", &at_prometheus, &expected);
+}
+
 /// Asserts `storage` holds exactly `expected` (same series, same samples in the same order),
 /// and otherwise says briefly how it differs: the full series would be thousands of lines.
 pub fn assert_holds_exactly(storage: &str, held: &[Series], expected: &[Series]) {
