@@ -4,6 +4,10 @@
 //! Throughput is in bytes of *decompressed* protobuf for every benchmark, so the numbers compare
 //! directly: a push costs decompress + validate per byte of protobuf.
 //!
+//! `encodings` is the whole ingest cost of one such push per body encoding, in samples per second:
+//! snappy (decompress, validate; the body is queued as it came), zstd and gzip (decompress,
+//! validate, compress again as the snappy block the queues hold).
+//!
 //! `sender_merge` is the sender's batching of a backlog of small pushes (100 pushes of 50 series,
 //! as many scrapers send) into one request: the old way (decompress, concatenate, compress) next
 //! to the concatenation of the snappy blocks it does now.
@@ -69,6 +73,42 @@ fn large_push(c: &mut Criterion) {
     group.finish();
 }
 
+fn encodings(c: &mut Criterion) {
+    use promrelay::ingest::encoding::{Encoding, decode};
+    use std::io::Write;
+    let req = example_write_request(1_000, 10, 1_700_000_000_000);
+    let protobuf = req.encode_to_vec();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&protobuf).expect("gzip in memory");
+    let bodies = [
+        (Encoding::Snappy, compress(&protobuf)),
+        (
+            Encoding::Zstd,
+            // vmagent's level: zstd's fastest.
+            zstd::bulk::compress(&protobuf, 1).expect("zstd in memory"),
+        ),
+        (Encoding::Gzip, gz.finish().expect("gzip in memory")),
+    ];
+    let mut group = c.benchmark_group("encodings");
+    group.throughput(Throughput::Elements(10_000));
+    let mut buf = Vec::new();
+    for (encoding, body) in &bodies {
+        eprintln!("{}: {} bytes on the wire", encoding.as_str(), body.len());
+        group.bench_function(encoding.as_str(), |b| {
+            b.iter(|| {
+                let plain = decode(*encoding, black_box(body), 64 << 20, &mut buf)
+                    .expect("valid body");
+                let summary = validate_write_request(plain).expect("valid protobuf");
+                if *encoding != Encoding::Snappy {
+                    black_box(compress(plain));
+                }
+                summary
+            })
+        });
+    }
+    group.finish();
+}
+
 fn sender_merge(c: &mut Criterion) {
     let pushes: Vec<Vec<u8>> = (0..100)
         .map(|i| example_write_request(50, 1, 1_700_000_000_000 + i * 1000).encode_to_vec())
@@ -97,5 +137,5 @@ fn sender_merge(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, remote_write, large_push, sender_merge);
+criterion_group!(benches, remote_write, large_push, encodings, sender_merge);
 criterion_main!(benches);

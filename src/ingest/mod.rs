@@ -31,7 +31,7 @@
 //! `opening`: [`FanoutSlot`], the queues as a push sees them while the process starts. This file
 //! holds what they share: the state, the routes, refusals and queueing.
 
-mod encoding;
+pub mod encoding;
 mod import;
 mod opening;
 mod remote_write;
