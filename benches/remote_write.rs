@@ -96,8 +96,8 @@ fn encodings(c: &mut Criterion) {
         eprintln!("{}: {} bytes on the wire", encoding.as_str(), body.len());
         group.bench_function(encoding.as_str(), |b| {
             b.iter(|| {
-                let plain = decode(*encoding, black_box(body), 64 << 20, &mut buf)
-                    .expect("valid body");
+                let plain =
+                    decode(*encoding, black_box(body), 64 << 20, &mut buf).expect("valid body");
                 let summary = validate_write_request(plain).expect("valid protobuf");
                 if *encoding != Encoding::Snappy {
                     black_box(compress(plain));
