@@ -12,6 +12,8 @@
 //! - [`stats`]: the ingest counters (samples per source, refusals by reason) that ingest and the
 //!   scraper bump and admin renders.
 //! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits.
+//! - [`otlp`]: OTLP metrics wire types and their translation into a remote-write 1.0
+//!   `WriteRequest`, as Prometheus 3 does by default; no I/O, no HTTP.
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
 //! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
 //!   binary and the end-to-end tests run).
@@ -33,6 +35,7 @@ pub mod config;
 pub mod exposition;
 pub mod forward;
 pub mod ingest;
+pub mod otlp;
 pub mod outbound;
 pub mod prompb;
 pub mod queue;

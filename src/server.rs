@@ -95,6 +95,7 @@ pub async fn run(
         open_wait: ingest::OPEN_WAIT,
         metrics: Arc::clone(&app.metrics),
         max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
+        otlp: crate::otlp::Settings::default(),
     });
     let router = ingest::router(ingest_state).merge(admin::router(Arc::<App>::clone(&app)));
 

@@ -19,15 +19,23 @@ pub enum Source {
     RemoteWrite,
     Import,
     Scrape,
+    /// OTLP/HTTP metrics pushes (samples counted after translation, histograms as one each).
+    Otlp,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::RemoteWrite, Source::Import, Source::Scrape];
+    pub const ALL: [Source; 4] = [
+        Source::RemoteWrite,
+        Source::Import,
+        Source::Scrape,
+        Source::Otlp,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Source::RemoteWrite => "remote_write",
             Source::Import => "import",
             Source::Scrape => "scrape",
+            Source::Otlp => "otlp",
         }
     }
 }
@@ -79,8 +87,8 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 /// The ingest counters of one process.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
-    samples: [AtomicU64; 3],
-    accepted_requests: [AtomicU64; 3],
+    samples: [AtomicU64; Source::ALL.len()],
+    accepted_requests: [AtomicU64; Source::ALL.len()],
     rejected: [AtomicU64; 4],
     /// Cumulative bucket counts of accepted and rejected remote-write/import requests.
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],

@@ -4,7 +4,9 @@
 //! `POST /api/v1/write` (also `/api/v1/push` and the same under `/prometheus`): Prometheus
 //! remote-write 1.0, a protobuf `WriteRequest` compressed as a snappy **block** (or zstd, or gzip:
 //! `encoding`). `POST /api/v1/import/prometheus`: a text exposition (Prometheus text, or
-//! OpenMetrics when the Content-Type says `application/openmetrics-text`), parsed strictly. Limits, decompression,
+//! OpenMetrics when the Content-Type says `application/openmetrics-text`), parsed strictly. `POST
+//! /opentelemetry/v1/metrics`, `/opentelemetry/api/v1/push` and `/api/v1/otlp/v1/metrics`:
+//! OTLP/HTTP metrics (protobuf or JSON), translated by the otlp module. Limits, decompression,
 //! validation; it bumps the ingest counters ([`IngestMetrics`], owned by [`crate::stats`]).
 //!
 //! # Guarantees
@@ -27,13 +29,15 @@
 //!
 //! # Layout
 //! One file per protocol, each with its handler: `remote_write` (remote-write pushes), `import`
-//! (text pushes). `encoding`: bounded decompression by `Content-Encoding`, for every protocol.
-//! `opening`: [`FanoutSlot`], the queues as a push sees them while the process starts. This file
-//! holds what they share: the state, the routes, refusals and queueing.
+//! (text pushes), `otlp` (OTLP/HTTP metrics pushes, answered as OTLP/HTTP specifies).
+//! `encoding`: bounded decompression by `Content-Encoding`, for every protocol. `opening`:
+//! [`FanoutSlot`], the queues as a push sees them while the process starts. This file holds what
+//! they share: the state, the routes, refusals and queueing.
 
 pub mod encoding;
 mod import;
 mod opening;
+mod otlp;
 mod remote_write;
 
 pub use opening::{FanoutSlot, OPEN_WAIT};
@@ -69,6 +73,8 @@ pub struct IngestState {
     pub metrics: Arc<IngestMetrics>,
     /// `--max-request-bytes`: limit on the compressed body and on its decompressed size.
     pub max_request_bytes: usize,
+    /// How OTLP pushes are translated (names, promoted resource attributes).
+    pub otlp: crate::otlp::Settings,
 }
 
 /// The ingest routes.
@@ -84,6 +90,9 @@ pub fn router(state: Arc<IngestState>) -> Router {
             "/prometheus/api/v1/import/prometheus",
             post(import::import_text),
         )
+        .route("/opentelemetry/v1/metrics", post(otlp::otlp_metrics))
+        .route("/opentelemetry/api/v1/push", post(otlp::otlp_metrics))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::otlp_metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -79,6 +79,7 @@ mod tests {
             open_wait,
             metrics: Arc::new(IngestMetrics::default()),
             max_request_bytes: 1 << 20,
+            otlp: crate::otlp::Settings::default(),
         })
     }
 

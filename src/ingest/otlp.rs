@@ -1,0 +1,147 @@
+//! OTLP/HTTP metrics pushes: `POST /opentelemetry/v1/metrics` (and `/opentelemetry/api/v1/push`,
+//! vmagent's paths, also under `/prometheus`) and `POST /api/v1/otlp/v1/metrics` (Prometheus 3's).
+//!
+//! Answers as OTLP/HTTP specifies: 200 with an `ExportMetricsServiceResponse` in the request's
+//! encoding, with `partial_success` (`rejected_data_points` and the reasons) when some points
+//! were refused (delta temporality, names that escape to nothing); 400 when the body is not a
+//! request or nothing in it could be taken; 413, 415; 503 with `Retry-After` when a queue cannot
+//! take it. Every 4xx/5xx body is a `google.rpc.Status` with the reason in `message`, in the
+//! request's encoding (protobuf when the Content-Type itself was refused).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{IngestState, queue, read_body, refuse, still_opening};
+use crate::otlp::{self, Format};
+use crate::prompb;
+use crate::stats::{Reject, Source};
+
+/// Seconds a sender is asked to wait before retrying a push a queue could not take.
+const QUEUE_RETRY_AFTER_SECONDS: &str = "5";
+/// Refusal lines are short; this bounds reading one back to wrap it in a `Status`.
+const MAX_REFUSAL_LINE: usize = 64 << 10;
+
+pub(super) async fn otlp_metrics(
+    State(st): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = Format::from_content_type(content_type);
+    let resp = match format {
+        Some(format) => handle_otlp(&st, &headers, format, body).await,
+        None => refuse(
+            &st.metrics,
+            Reject::UnsupportedMediaType,
+            format_args!(
+                "Content-Type {content_type:?} is not supported: OTLP/HTTP bodies are application/x-protobuf or application/json"
+            ),
+        ),
+    };
+    let resp = as_otlp_answer(resp, format.unwrap_or(Format::Protobuf)).await;
+    st.metrics.observe_duration(start.elapsed());
+    resp
+}
+
+async fn handle_otlp(
+    st: &IngestState,
+    headers: &HeaderMap,
+    format: Format,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let m = &st.metrics;
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = enc.to_str().unwrap_or("").trim();
+        if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
+            return refuse(
+                m,
+                Reject::UnsupportedMediaType,
+                format_args!("Content-Encoding {enc:?} is not supported for OTLP: send identity"),
+            );
+        }
+    }
+    let body = match read_body(st, body) {
+        Ok(b) => b,
+        Err((reason, why)) => return refuse(m, reason, why),
+    };
+    let request = match otlp::decode_request(&body, format) {
+        Ok(r) => r,
+        Err(e) => return refuse(m, Reject::BadBody, e),
+    };
+    drop(body);
+    let translation = otlp::translate(&request, &st.otlp);
+    drop(request);
+    if translation.accepted_points == 0 && translation.rejected_points > 0 {
+        return refuse(
+            m,
+            Reject::BadBody,
+            format_args!(
+                "all {} data points refused: {}",
+                translation.rejected_points,
+                translation.message()
+            ),
+        );
+    }
+    let answer = otlp::encode_response(translation.rejected_points, &translation.message(), format);
+    if translation.request.timeseries.is_empty() {
+        return ok(answer, format);
+    }
+    let Some(fanout) = st.fanout.wait(st.open_wait).await else {
+        return still_opening(st);
+    };
+    let encoded = prost::Message::encode_to_vec(&translation.request);
+    let block = Bytes::from(prompb::compress(&encoded));
+    let samples = translation.samples + translation.histograms;
+    let queued = queue(st, fanout, block, samples, Source::Otlp).await;
+    if queued.status().is_success() {
+        ok(answer, format)
+    } else {
+        queued
+    }
+}
+
+fn ok(body: Vec<u8>, format: Format) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response()
+}
+
+/// A refusal from the shared ingest helpers (a one-line text body) as OTLP/HTTP wants it: the
+/// same status with a `google.rpc.Status` body, and `Retry-After` on every 503 (OTLP clients
+/// retry 503 and honour it).
+async fn as_otlp_answer(resp: Response, format: Format) -> Response {
+    if resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let line = axum::body::to_bytes(body, MAX_REFUSAL_LINE)
+        .await
+        .unwrap_or_default();
+    let message = String::from_utf8_lossy(&line).trim_end().to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if parts.status == StatusCode::SERVICE_UNAVAILABLE
+        && !parts.headers.contains_key(header::RETRY_AFTER)
+    {
+        parts.headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(QUEUE_RETRY_AFTER_SECONDS),
+        );
+    }
+    Response::from_parts(parts, Body::from(otlp::encode_status(&message, format)))
+}
