@@ -16,10 +16,22 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{IngestState, queue, read_body, refuse, still_opening};
+use super::encoding::{self, Encoding, EncodingError};
+use super::{
+    DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
+};
 use crate::otlp::{self, Format};
 use crate::prompb;
 use crate::stats::{Reject, Source};
+
+/// OTLP/HTTP names gzip; zstd costs nothing more here. No header means identity.
+const ACCEPTED_ENCODINGS: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Zstd];
+
+/// Why an OTLP body was refused before translation.
+enum BodyError {
+    Encoding(EncodingError),
+    Otlp(otlp::DecodeError),
+}
 
 /// Seconds a sender is asked to wait before retrying a push a queue could not take.
 const QUEUE_RETRY_AFTER_SECONDS: &str = "5";
@@ -59,25 +71,38 @@ async fn handle_otlp(
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let m = &st.metrics;
-    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
-        let enc = enc.to_str().unwrap_or("").trim();
-        if !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
-            return refuse(
-                m,
-                Reject::UnsupportedMediaType,
-                format_args!("Content-Encoding {enc:?} is not supported for OTLP: send identity"),
-            );
-        }
-    }
+    let encoding = match encoding::from_headers(headers, Encoding::Identity, &ACCEPTED_ENCODINGS) {
+        Ok(e) => e,
+        Err(e) => return refuse(m, e.reject(), e),
+    };
     let body = match read_body(st, body) {
         Ok(b) => b,
         Err((reason, why)) => return refuse(m, reason, why),
     };
-    let request = match otlp::decode_request(&body, format) {
-        Ok(r) => r,
-        Err(e) => return refuse(m, Reject::BadBody, e),
-    };
+    let limit = st.max_request_bytes;
+    let decoded = DECOMPRESSED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let res = encoding::decode(encoding, &body, limit, &mut buf)
+            .map_err(BodyError::Encoding)
+            .and_then(|plain| otlp::decode_request(plain, format).map_err(BodyError::Otlp));
+        if buf.capacity() > KEEP_BUFFER_BYTES {
+            *buf = Vec::new();
+        }
+        res
+    });
     drop(body);
+    let request = match decoded {
+        Ok(r) => r,
+        Err(BodyError::Encoding(e)) if e.reject() == Reject::TooLarge => {
+            return refuse(
+                m,
+                Reject::TooLarge,
+                format_args!("{e} (--max-request-bytes {limit})"),
+            );
+        }
+        Err(BodyError::Encoding(e)) => return refuse(m, e.reject(), e),
+        Err(BodyError::Otlp(e)) => return refuse(m, Reject::BadBody, e),
+    };
     let translation = otlp::translate(&request, &st.otlp);
     drop(request);
     if translation.accepted_points == 0 && translation.rejected_points > 0 {
@@ -144,4 +169,45 @@ async fn as_otlp_answer(resp: Response, format: Format) -> Response {
         );
     }
     Response::from_parts(parts, Body::from(otlp::encode_status(&message, format)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_queue_refusal_becomes_a_status_body_with_retry_after() {
+        let line = (StatusCode::SERVICE_UNAVAILABLE, "disk full\n").into_response();
+
+        let answer = as_otlp_answer(line, Format::Protobuf).await;
+
+        assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer.headers()[header::RETRY_AFTER],
+            QUEUE_RETRY_AFTER_SECONDS
+        );
+        assert_eq!(
+            answer.headers()[header::CONTENT_TYPE],
+            "application/x-protobuf"
+        );
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 10)
+            .await
+            .unwrap();
+        let status = <otlp::Status as prost::Message>::decode(body).unwrap();
+        assert_eq!(status.message, "disk full");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_a_json_request_is_a_json_status() {
+        let line = (StatusCode::BAD_REQUEST, "bad body\n").into_response();
+
+        let answer = as_otlp_answer(line, Format::Json).await;
+
+        assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+        assert!(!answer.headers().contains_key(header::RETRY_AFTER));
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 10)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"message":"bad body"}"#);
+    }
 }
