@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole check, exactly as CI runs it (.ci/run calls this): fetch the real peers the
-# end-to-end tests run against, then format, lints as errors, unused dependencies, every test
+# end-to-end tests run against (and the Python OpenTelemetry client), then format, lints as errors, unused dependencies, every test
 # target, the doc tests, and the docs themselves with warnings as errors.
 # --locked: a Cargo.lock that does not match Cargo.toml fails here, not in the release build.
 set -euo pipefail
@@ -14,6 +14,8 @@ if [[ "$(cargo machete --version 2>/dev/null)" != *"$MACHETE_VERSION"* ]]; then
 fi
 
 scripts/fetch-peers.sh
+# The OpenTelemetry Python SDK the OTLP end-to-end test pushes with (a virtualenv in .peers/).
+scripts/fetch-python-tools.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo machete
