@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole check, exactly as CI runs it (.ci/run calls this): fetch the real peers the
-# end-to-end tests run against (and the Python OpenTelemetry client), then format, lints as errors, unused dependencies, every test
-# target, the doc tests, and the docs themselves with warnings as errors.
+# end-to-end tests run against (and the Python OpenTelemetry client), then format, lints as
+# errors, unused dependencies, every test target, the doc tests, and the docs themselves with
+# warnings as errors.
 # --locked: a Cargo.lock that does not match Cargo.toml fails here, not in the release build.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -107,8 +107,8 @@ async fn post(relay: &Relay, path: &str, body: Vec<u8>, headers: &[(&str, &str)]
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
+    enc.write_all(bytes).expect("gzip into memory");
+    enc.finish().expect("gzip into memory")
 }
 
 /// `body` with `headers` is refused with `status` and a `google.rpc.Status` naming the reason
@@ -137,11 +137,13 @@ async fn assert_refused_and_nothing_queued(
         String::from_utf8_lossy(&answer.body)
     );
     let message = if answer.content_type == "application/json" {
-        let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
-        json["message"].as_str().unwrap().to_owned()
+        let json: serde_json::Value = serde_json::from_slice(&answer.body).expect("a JSON Status");
+        json["message"].as_str().expect("a message").to_owned()
     } else {
         assert_eq!(answer.content_type, "application/x-protobuf");
-        Status::decode(answer.body.as_slice()).unwrap().message
+        Status::decode(answer.body.as_slice())
+            .expect("a protobuf Status")
+            .message
     };
     assert!(
         message.contains(reason_has),

@@ -364,12 +364,7 @@ impl Translator<'_> {
             .unwrap_or_default();
         let mut promoted = LabelSet::default();
         for kv in attrs {
-            if self
-                .settings
-                .promote_resource_attributes
-                .iter()
-                .any(|p| *p == kv.key)
-            {
+            if self.settings.promote_resource_attributes.contains(&kv.key) {
                 let name = self.label_name(&kv.key)?;
                 promoted.set(&name, any_value_string(kv.value.as_ref()));
             }
