@@ -60,9 +60,11 @@ const AFTER_HELP: &str = concat!(
     "
 The file may also hold every flag above under its name with '_' (listen, data_dir, fsync,
 queue_max_bytes, max_request_bytes, log_format, scrape_config, cluster_members_count,
-cluster_member_num, cluster_replication_factor); a flag given on the command line wins.
---remote-write-url adds storages with default settings to the file's list.
-Per storage: name, url, headers, basic_auth {username, password | password_file},
+cluster_member_num, cluster_replication_factor, max_tenants); a flag given on the command line
+wins. --remote-write-url and --remote-write-multitenant-url add storages with default settings
+to the file's list.
+Per storage: name, url | multitenant_url (a vminsert cluster: one queue per tenant), max_tenants
+(100, multitenant only), headers, basic_auth {username, password | password_file},
 bearer_token | bearer_token_file, tls {ca_file, cert_file, key_file, insecure_skip_verify},
 queue_max_bytes, queue_full (drop_oldest | reject, default drop_oldest), concurrency (1),
 max_block_bytes (8MiB), timeout (30s), min_backoff (30ms), max_backoff (5s).
@@ -118,6 +120,16 @@ pub struct Cli {
     /// Storage to forward to, e.g. http://vminsert:8480/insert/0/prometheus/api/v1/write; repeat for more
     #[arg(long, value_name = "URL", value_parser = parse_storage_url, help_heading = "Storages")]
     pub remote_write_url: Vec<Url>,
+
+    /// vminsert cluster to forward to, e.g. http://vminsert:8480: each tenant's data goes to its own
+    /// queue and to <URL>/insert/<accountID>:<projectID>/prometheus/api/v1/write; repeat for more
+    #[arg(long, value_name = "URL", value_parser = parse_storage_url, help_heading = "Storages")]
+    pub remote_write_multitenant_url: Vec<Url>,
+
+    /// Most tenant queues per multitenant storage, unless the file sets it; a push for one more
+    /// tenant gets 503
+    #[arg(long, value_name = "N", default_value = "100", value_parser = parse_positive_count, help_heading = "Storages")]
+    pub max_tenants: u32,
 
     /// Disk queue cap per storage, unless the file sets one; beyond it the oldest data is dropped
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_positive_size, help_heading = "Storages")]

@@ -62,6 +62,7 @@ pub(super) struct FileConfig {
     pub cluster_members_count: Option<Spanned<PositiveCount>>,
     pub cluster_member_num: Option<Spanned<MemberNum>>,
     pub cluster_replication_factor: Option<Spanned<PositiveCount>>,
+    pub max_tenants: Option<PositiveCount>,
     #[serde(default)]
     pub storages: Vec<FileStorage>,
 }
@@ -71,7 +72,11 @@ pub(super) struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub(super) struct FileStorage {
     name: Option<Spanned<String>>,
-    pub url: Spanned<StorageUrl>,
+    /// One storage's remote-write URL; exactly one of `url` and `multitenant_url` is set.
+    url: Option<Spanned<StorageUrl>>,
+    /// A vminsert cluster's base URL: one queue per tenant.
+    multitenant_url: Option<Spanned<StorageUrl>>,
+    max_tenants: Option<Spanned<PositiveCount>>,
     headers: Option<Spanned<BTreeMap<String, Secret>>>,
     basic_auth: Option<Spanned<FileBasicAuth>>,
     bearer_token: Option<Spanned<Secret>>,
@@ -103,6 +108,22 @@ struct FileTls {
     key_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     insecure_skip_verify: bool,
+}
+
+impl FileStorage {
+    /// Where the entry's URL is written (`url` or `multitenant_url`) and under which key, for
+    /// messages about the storage as a whole.
+    pub fn url_place(&self, r: &RelayConfigResolver<'_>) -> (Place, &'static str) {
+        match (&self.url, &self.multitenant_url) {
+            (Some(u), _) => (r.place(u), "url"),
+            (None, Some(u)) => (r.place(u), "multitenant_url"),
+            // Point at the entry by its name when it has one.
+            (None, None) => match &self.name {
+                Some(n) => (r.place(n), "url"),
+                None => (Place::file(r.file, None), "url"),
+            },
+        }
+    }
 }
 
 /// A storage URL checked at parse time, so its error carries the key and line.
@@ -275,9 +296,41 @@ impl RelayConfigResolver<'_> {
         index: usize,
         raw: &FileStorage,
         default_queue_max_bytes: u64,
+        default_max_tenants: u32,
     ) -> Result<StorageConfig, ConfigError> {
         let key = |name: &str| format!("storages[{index}].{name}");
-        let url = raw.url.value.0.clone();
+        let (url_setting, multitenant) = match (&raw.url, &raw.multitenant_url) {
+            (Some(u), None) => (u, false),
+            (None, Some(m)) => (m, true),
+            (Some(_), Some(m)) => {
+                return Err(self.invalid(
+                    m,
+                    key("multitenant_url"),
+                    "set url (one storage) or multitenant_url (a vminsert cluster), not both"
+                        .to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid {
+                    place: raw.url_place(self).0,
+                    key: format!("storages[{index}]"),
+                    reason: "needs url (one storage) or multitenant_url (a vminsert cluster)"
+                        .to_owned(),
+                });
+            }
+        };
+        let max_tenants = match &raw.max_tenants {
+            Some(m) if !multitenant => {
+                return Err(self.invalid(
+                    m,
+                    key("max_tenants"),
+                    "applies only to a multitenant_url storage".to_owned(),
+                ));
+            }
+            Some(m) => m.value.0,
+            None => default_max_tenants,
+        };
+        let url = url_setting.value.0.clone();
         let url_has_auth = !url.username().is_empty() || url.password().is_some();
 
         let name = match &raw.name {
@@ -340,7 +393,7 @@ impl RelayConfigResolver<'_> {
         .collect();
         if auth_sources.len() > 1 {
             return Err(self.invalid(
-                &raw.url,
+                url_setting,
                 format!("storages[{index}]"),
                 format!(
                     "{} all set credentials; keep only one",
@@ -425,6 +478,8 @@ impl RelayConfigResolver<'_> {
             write_relabel_configs,
             name,
             url,
+            multitenant,
+            max_tenants,
             headers,
             basic_auth,
             bearer_token,

@@ -68,8 +68,8 @@ pub use file::ReadFileError;
 pub use file_refs::FileRefError;
 pub use storage::{
     BasicAuth, DEFAULT_CONCURRENCY, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_BLOCK_BYTES,
-    DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull, REDACTED, Secret,
-    StorageConfig, TlsConfig,
+    DEFAULT_MAX_TENANTS, DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_MAX_BYTES, DEFAULT_TIMEOUT, QueueFull,
+    REDACTED, Secret, StorageConfig, TlsConfig,
 };
 pub use units::{
     ValueError, format_duration, format_go_duration, format_size, parse_duration,
@@ -233,6 +233,10 @@ fn merge(
         cli.queue_max_bytes,
         raw.queue_max_bytes.map(|s| s.0),
     );
+    let max_tenants = match raw.max_tenants {
+        Some(n) if !given("max_tenants") => n.0,
+        _ => cli.max_tenants,
+    };
 
     let data_dir = match (&raw.data_dir, &resolver) {
         (Some(d), Some(r)) if !given("data_dir") => {
@@ -257,13 +261,14 @@ fn merge(
     let mut seen_names: HashMap<String, String> = HashMap::new();
     if let Some(r) = &resolver {
         for (index, entry) in raw.storages.iter().enumerate() {
-            let storage = r.storage(index, entry, queue_max_bytes)?;
-            let here = format!("{} (storages[{index}].url)", r.place(&entry.url));
+            let storage = r.storage(index, entry, queue_max_bytes, max_tenants)?;
+            let (url_place, url_key) = entry.url_place(r);
+            let here = format!("{url_place} (storages[{index}].{url_key})");
             if let Some(name) = &storage.name
                 && let Some(first) = seen_names.insert(name.clone(), here.clone())
             {
                 return Err(invalid(
-                    r.place(&entry.url),
+                    url_place,
                     &format!("storages[{index}].name"),
                     &format!("name {name:?} is already used by {first}"),
                 ));
@@ -278,6 +283,17 @@ fn merge(
             &mut seen_ids,
             &storage,
             format!("--remote-write-url #{}", index + 1),
+        )?;
+        storages.push(storage);
+    }
+    for (index, url) in cli.remote_write_multitenant_url.iter().enumerate() {
+        let mut storage = StorageConfig::with_defaults(url.clone(), queue_max_bytes);
+        storage.multitenant = true;
+        storage.max_tenants = max_tenants;
+        check_unique(
+            &mut seen_ids,
+            &storage,
+            format!("--remote-write-multitenant-url #{}", index + 1),
         )?;
         storages.push(storage);
     }

@@ -43,6 +43,14 @@ pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(30);
 /// Default largest retry delay (Prometheus' `queue_config.max_backoff`).
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// Default bound on the tenant queues of one multitenant storage (`max_tenants`).
+///
+/// Each tenant queue holds a few open files (its lock, the chunk being written, the one being
+/// read) and a sender task, and may grow to the storage's `queue_max_bytes` on disk. 100 keeps a
+/// relay well inside the common 1024 open-files limit and its disk use predictable, while being
+/// far more tenants than one relay usually fronts; raise it for a larger cluster.
+pub const DEFAULT_MAX_TENANTS: u32 = 100;
+
 /// The longest readable part of a storage id, before `-` and the hash.
 const ID_SLUG_MAX: usize = 48;
 
@@ -122,7 +130,13 @@ pub struct StorageConfig {
     /// Human-readable name from the file, for logs; `None` for storages from `--remote-write-url`.
     pub name: Option<String>,
     /// The remote-write URL; may carry `user:password@`, which is then its basic authentication.
+    /// For a multitenant storage, the cluster's base URL (see [`StorageConfig::tenant_url`]).
     pub url: Url,
+    /// `multitenant_url` / `--remote-write-multitenant-url`: a vminsert cluster. Each tenant's data
+    /// goes to its own queue and to `<url>/insert/<accountID>:<projectID>/prometheus/api/v1/write`.
+    pub multitenant: bool,
+    /// Most tenant queues a multitenant storage opens; a push for one more is refused (503).
+    pub max_tenants: u32,
     /// Extra request headers, by name as written. Values are secrets: they may be credentials.
     pub headers: BTreeMap<String, Secret>,
     /// Basic authentication (`basic_auth` in the file). Never set together with `bearer_token`,
@@ -158,6 +172,8 @@ impl StorageConfig {
         StorageConfig {
             name: None,
             url,
+            multitenant: false,
+            max_tenants: DEFAULT_MAX_TENANTS,
             headers: BTreeMap::new(),
             basic_auth: None,
             bearer_token: None,
@@ -224,6 +240,19 @@ impl StorageConfig {
         None
     }
 
+    /// A multitenant storage's URL for one tenant, as vmagent's `-remoteWrite.multitenantURL`
+    /// builds it: the base URL's path (without a trailing `/`) followed by
+    /// `/insert/<account>:<project>/prometheus/api/v1/write`; query and user info are kept.
+    pub fn tenant_url(&self, account_id: u32, project_id: u32) -> Url {
+        let mut url = self.url.clone();
+        let path = format!(
+            "{}/insert/{account_id}:{project_id}/prometheus/api/v1/write",
+            self.url.path().trim_end_matches('/')
+        );
+        url.set_path(&path);
+        url
+    }
+
     /// The URL for logs and status pages: any password replaced by `xxxxx`.
     pub fn redacted_url(&self) -> String {
         redact_url(&self.url)
@@ -243,6 +272,8 @@ impl fmt::Debug for StorageConfig {
         f.debug_struct("StorageConfig")
             .field("name", &self.name)
             .field("url", &self.redacted_url())
+            .field("multitenant", &self.multitenant)
+            .field("max_tenants", &self.max_tenants)
             .field("headers", &self.headers)
             .field("basic_auth", &self.basic_auth)
             .field("bearer_token", &self.bearer_token)
@@ -498,6 +529,20 @@ mod tests {
             Some("Bearer abc")
         );
         assert_eq!(storage("http://vm/api/v1/write").authorization(), None);
+    }
+
+    #[test]
+    fn tenant_url_appends_the_vminsert_path_to_the_base_path() {
+        let s = storage("http://u:p@vminsert:8480");
+        assert_eq!(
+            s.tenant_url(3, 4).as_str(),
+            "http://u:p@vminsert:8480/insert/3:4/prometheus/api/v1/write"
+        );
+        let s = storage("https://gw.example/vm/?x=1");
+        assert_eq!(
+            s.tenant_url(0, 0).as_str(),
+            "https://gw.example/vm/insert/0:0/prometheus/api/v1/write?x=1"
+        );
     }
 
     #[test]

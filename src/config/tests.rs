@@ -416,9 +416,98 @@ fn storage_without_url_is_an_error() {
     let dir = Dir::new();
     let err = dir.error("storages:\n  - name: a\n", &[]);
     assert!(
-        err.contains("storages[0]") && err.contains("missing field `url`"),
+        err.contains("promrelay.yml:2:")
+            && err.contains("storages[0]")
+            && err.contains("needs url"),
         "{err}"
     );
+}
+
+#[test]
+fn multitenant_url_flag_adds_a_multitenant_storage_with_the_default_bound() {
+    let cfg = Config::from_args([
+        "promrelay",
+        "--remote-write-url",
+        "http://plain:8428/api/v1/write",
+        "--remote-write-multitenant-url",
+        "http://vminsert:8480",
+    ])
+    .unwrap();
+    assert_eq!(cfg.storages.len(), 2);
+    assert!(!cfg.storages[0].multitenant);
+    assert!(cfg.storages[1].multitenant);
+    assert_eq!(cfg.storages[1].max_tenants, DEFAULT_MAX_TENANTS);
+}
+
+#[test]
+fn max_tenants_flag_sets_the_bound_of_flag_storages() {
+    let cfg = Config::from_args([
+        "promrelay",
+        "--remote-write-multitenant-url",
+        "http://vminsert:8480",
+        "--max-tenants",
+        "7",
+    ])
+    .unwrap();
+    assert_eq!(cfg.storages[0].max_tenants, 7);
+}
+
+#[test]
+fn multitenant_url_in_the_file_makes_a_multitenant_storage_with_its_own_bound() {
+    let dir = Dir::new();
+    let cfg = dir.load(
+        "max_tenants: 20\nstorages:\n  - multitenant_url: http://vminsert:8480\n    max_tenants: 3\n  - multitenant_url: http://other:8480\n",
+        &[],
+    )
+    .unwrap();
+    assert!(cfg.storages[0].multitenant);
+    assert_eq!(cfg.storages[0].max_tenants, 3);
+    assert_eq!(
+        cfg.storages[1].max_tenants, 20,
+        "the file's top-level default"
+    );
+}
+
+#[test]
+fn storage_with_both_url_and_multitenant_url_is_an_error() {
+    let dir = Dir::new();
+    let err = dir.error(
+        "storages:\n  - url: http://a/api/v1/write\n    multitenant_url: http://b:8480\n",
+        &[],
+    );
+    assert!(
+        err.contains("promrelay.yml:3:")
+            && err.contains("storages[0].multitenant_url")
+            && err.contains("not both"),
+        "{err}"
+    );
+}
+
+#[test]
+fn max_tenants_on_an_ordinary_storage_is_an_error() {
+    let dir = Dir::new();
+    let err = dir.error(
+        "storages:\n  - url: http://a/api/v1/write\n    max_tenants: 5\n",
+        &[],
+    );
+    assert!(
+        err.contains("storages[0].max_tenants") && err.contains("multitenant_url"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_max_tenants_is_an_error() {
+    let err = Config::from_args([
+        "promrelay",
+        "--remote-write-multitenant-url",
+        "http://vminsert:8480",
+        "--max-tenants",
+        "0",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--max-tenants"), "{err}");
 }
 
 #[test]
