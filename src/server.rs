@@ -167,7 +167,7 @@ pub async fn run(
     }
     info!("stopped accepting; stopping senders");
     senders_stop.cancel();
-    for s in senders {
+    for s in senders.into_iter().chain(fanout.take_tenant_senders()) {
         let _ = s.await;
     }
     let f = Arc::clone(&fanout);

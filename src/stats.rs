@@ -52,14 +52,20 @@ pub enum Reject {
     UnsupportedMediaType,
     /// 503: a queue could not take the data (disk full, `queue_full: reject`).
     QueueUnavailable,
+    /// 400: the tenant in an `/insert/<tenant>/...` path is not `accountID[:projectID]`.
+    BadTenant,
+    /// 503: a push for a new tenant while a multitenant storage has `max_tenants` tenant queues.
+    TooManyTenants,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 4] = [
+    pub const ALL: [Reject; 6] = [
         Reject::BadBody,
         Reject::TooLarge,
         Reject::UnsupportedMediaType,
         Reject::QueueUnavailable,
+        Reject::BadTenant,
+        Reject::TooManyTenants,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,6 +73,8 @@ impl Reject {
             Reject::TooLarge => "too_large",
             Reject::UnsupportedMediaType => "unsupported_media_type",
             Reject::QueueUnavailable => "queue_unavailable",
+            Reject::BadTenant => "bad_tenant",
+            Reject::TooManyTenants => "too_many_tenants",
         }
     }
     pub fn status(self) -> u16 {
@@ -75,6 +83,8 @@ impl Reject {
             Reject::TooLarge => 413,
             Reject::UnsupportedMediaType => 415,
             Reject::QueueUnavailable => 503,
+            Reject::BadTenant => 400,
+            Reject::TooManyTenants => 503,
         }
     }
 }
@@ -89,7 +99,7 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 pub struct IngestMetrics {
     samples: [AtomicU64; Source::ALL.len()],
     accepted_requests: [AtomicU64; Source::ALL.len()],
-    rejected: [AtomicU64; 4],
+    rejected: [AtomicU64; Reject::ALL.len()],
     /// Cumulative bucket counts of accepted and rejected remote-write/import requests.
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,

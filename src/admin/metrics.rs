@@ -3,7 +3,8 @@
 //! # Guarantees
 //! - Every family has `# HELP` and `# TYPE` lines and appears once, its samples together;
 //!   a family with no samples (no storages yet) is left out, as Prometheus' clients do.
-//! - Counters end in `_total`, gauges do not; every storage figure carries `storage="<id>"`.
+//! - Counters end in `_total`, gauges do not; every storage figure carries `storage="<id>"`, and
+//!   for one tenant's queue of a multitenant storage also `tenant="<accountID>:<projectID>"`.
 //! - Label values are escaped as the format asks (`\\`, `\"`, `\n`), so an id, URL or name
 //!   from the config can never break a line.
 //!
@@ -17,6 +18,15 @@ use crate::forward::{SenderState, StorageStatus};
 use crate::stats::IngestSnapshot;
 
 use super::process::ProcessStats;
+
+/// The labels that name one queue: `storage`, and `tenant` for a tenant queue.
+fn queue_labels(s: &StorageStatus) -> Vec<(&'static str, &str)> {
+    let mut labels = vec![("storage", s.id.as_str())];
+    if let Some(t) = &s.tenant {
+        labels.push(("tenant", t.as_str()));
+    }
+    labels
+}
 
 /// The `Content-Type` of the text format this module writes.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -238,15 +248,10 @@ impl Writer<'_> {
             "Always 1: a storage's id with its (redacted) URL and configured name.",
         );
         for s in storages {
-            self.sample(
-                "promrelay_storage_info",
-                &[
-                    ("storage", &s.id),
-                    ("url", &s.url),
-                    ("name", s.name.as_deref().unwrap_or("")),
-                ],
-                Value::Int(1),
-            );
+            let mut labels = queue_labels(s);
+            labels.push(("url", &s.url));
+            labels.push(("name", s.name.as_deref().unwrap_or("")));
+            self.sample("promrelay_storage_info", &labels, Value::Int(1));
         }
         self.header(
             "promrelay_storage_state",
@@ -254,19 +259,24 @@ impl Writer<'_> {
             "1 for the sender's current state (ok, retrying, dropping), 0 for the others.",
         );
         for s in storages {
+            let mut labels = queue_labels(s);
+            labels.push(("state", ""));
             for state in STATES {
+                if let Some(last) = labels.last_mut() {
+                    last.1 = state.as_str();
+                }
                 self.sample(
                     "promrelay_storage_state",
-                    &[("storage", &s.id), ("state", state.as_str())],
+                    &labels,
                     Value::Int(u64::from(s.state == state)),
                 );
             }
         }
         let mut name = String::with_capacity(64);
         for figure in STORAGE_FIGURES {
-            let values: Vec<(&str, Value)> = storages
+            let values: Vec<(&StorageStatus, Value)> = storages
                 .iter()
-                .filter_map(|s| (figure.value)(s).map(|v| (s.id.as_str(), v)))
+                .filter_map(|s| (figure.value)(s).map(|v| (s, v)))
                 .collect();
             if values.is_empty() {
                 continue;
@@ -275,8 +285,8 @@ impl Writer<'_> {
             name.push_str("promrelay_");
             name.push_str(figure.name);
             self.header(&name, figure.kind.as_str(), figure.help);
-            for (id, v) in values {
-                self.sample(&name, &[("storage", id)], v);
+            for (s, v) in values {
+                self.sample(&name, &queue_labels(s), v);
             }
         }
     }

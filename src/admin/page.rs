@@ -46,7 +46,7 @@ pub(super) fn head(title: &str, refresh: bool) -> Markup {
 pub struct PageView<'a> {
     pub storages: &'a [StorageStatus],
     pub ingest: &'a IngestSnapshot,
-    /// Send rates by storage id; a storage without one shows a dash.
+    /// Send rates by [`StorageStatus::key`]; a storage without one shows a dash.
     pub rates: &'a HashMap<String, Rate>,
     pub ready: bool,
     /// The moment rendered, Unix milliseconds (ages of errors and successes are relative to it).
@@ -121,7 +121,7 @@ fn status(v: &PageView<'_>) -> Markup {
                     }
                 }
                 @for s in v.storages {
-                    (storage_rows(s, v.rates.get(&s.id), v.now_unix_ms))
+                    (storage_rows(s, v.rates.get(&s.key()), v.now_unix_ms))
                 }
             }
         }
@@ -205,6 +205,9 @@ fn storage_rows(s: &StorageStatus, rate: Option<&Rate>, now_ms: u64) -> Markup {
                     div .url { (s.url) }
                     @if s.name.is_some() {
                         div .sub { (s.id) }
+                    }
+                    @if let Some(t) = &s.tenant {
+                        div .sub { "tenant " (t) }
                     }
                 }
                 td .state-cell {

@@ -47,7 +47,8 @@ pub struct RateHistory {
 }
 
 impl RateHistory {
-    /// Records `storages` as seen at `now` and returns each storage's rate, by id.
+    /// Records `storages` as seen at `now` and returns each storage's rate, by
+    /// [`StorageStatus::key`] (the id, with the tenant for a tenant queue).
     pub fn observe(&mut self, now: Instant, storages: &[StorageStatus]) -> HashMap<String, Rate> {
         while self.samples.len() > 1
             && self
@@ -63,9 +64,9 @@ impl RateHistory {
             if span >= MIN_SPAN {
                 let secs = span.as_secs_f64();
                 for s in storages {
-                    if let Some(old) = base.counters.get(&s.id) {
+                    if let Some(old) = base.counters.get(&s.key()) {
                         rates.insert(
-                            s.id.clone(),
+                            s.key(),
                             Rate {
                                 samples_per_second: s
                                     .sent_samples_total
@@ -92,7 +93,7 @@ impl RateHistory {
                     .iter()
                     .map(|s| {
                         (
-                            s.id.clone(),
+                            s.key(),
                             Counters {
                                 sent_samples: s.sent_samples_total,
                                 sent_bytes: s.sent_bytes_total,
@@ -165,6 +166,24 @@ mod tests {
         assert!(h.samples.len() <= 12, "{} samples kept", h.samples.len());
         let rates = h.observe(t0 + Duration::from_secs(60), &[sent("a", 60_000, 60_000)]);
         assert!((rates["a"].samples_per_second - 1000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn tenant_queues_of_one_storage_have_rates_of_their_own() {
+        let mut h = RateHistory::default();
+        let t0 = Instant::now();
+        let tenant = |t: &str, samples| {
+            let mut s = sent("vminsert", samples, 0);
+            s.tenant = Some(t.to_owned());
+            s
+        };
+        h.observe(t0, &[tenant("1:0", 0), tenant("2:0", 0)]);
+        let rates = h.observe(
+            t0 + Duration::from_secs(1),
+            &[tenant("1:0", 10), tenant("2:0", 30)],
+        );
+        assert_eq!(rates["vminsert/1:0"].samples_per_second, 10.0);
+        assert_eq!(rates["vminsert/2:0"].samples_per_second, 30.0);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub(crate) fn storage(id: &str) -> StorageStatus {
     StorageStatus {
         id: id.to_owned(),
         name: None,
+        tenant: None,
         url: format!("http://{id}.example:8428/api/v1/write"),
         state: SenderState::Ok,
         pending_bytes: 12_897_484,
@@ -363,6 +364,30 @@ async fn metrics_storage_info_has_empty_name_when_none_is_configured() {
         [
             r#"promrelay_storage_info{storage="vm-a1b2",url="http://vm-a1b2.example:8428/api/v1/write",name=""} 1"#
         ]
+    );
+}
+
+#[tokio::test]
+async fn metrics_of_a_tenant_queue_carry_its_tenant_and_tell_tenants_apart() {
+    let mut one = storage("vminsert-8480-a1b2");
+    one.tenant = Some("1:2".to_owned());
+    let mut other = one.clone();
+    other.tenant = Some("3:0".to_owned());
+    other.pending_blocks = 5;
+    let text = metrics_text(vec![storage("vm-a1b2"), one, other]).await;
+    assert_eq!(
+        samples(&text, "promrelay_pending_blocks"),
+        [
+            r#"promrelay_pending_blocks{storage="vm-a1b2"} 37"#,
+            r#"promrelay_pending_blocks{storage="vminsert-8480-a1b2",tenant="1:2"} 37"#,
+            r#"promrelay_pending_blocks{storage="vminsert-8480-a1b2",tenant="3:0"} 5"#,
+        ]
+    );
+    assert!(
+        text.contains(
+            r#"promrelay_storage_state{storage="vminsert-8480-a1b2",tenant="3:0",state="ok"} 1"#
+        ),
+        "{text}"
     );
 }
 

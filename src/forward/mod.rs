@@ -2,14 +2,21 @@
 //!
 //! # Owns
 //! One [`Storage`] per configured remote-write URL: its queue (`<data-dir>/queues/<id>/`), its
-//! HTTP client, its sender task(s) and their counters. [`Fanout`] is the single entry through which
-//! ingest (and the scraper) hand data to every storage.
+//! HTTP client, its sender task(s) and their counters. A multitenant storage (a vminsert cluster)
+//! is one such [`Storage`] per [`Tenant`], each with its own queue
+//! (`<data-dir>/queues/<id>-tenant-<account>-<project>/`) and sender, opened on the tenant's first
+//! push and found again on restart (`tenant_queues.rs`). [`Fanout`] is the single entry through
+//! which ingest (and the scraper) hand data, with its tenant, to every storage.
 //!
 //! # Guarantees
 //! - [`Fanout::push`] returns `Ok` only when the block is in every storage's queue (written to the
 //!   OS; fsynced too under `--fsync=always`): the durability contract of design.md.
 //! - Storages are independent: each has its own queue, sender and retry loop, so a slow or dead one
-//!   grows only its own backlog.
+//!   grows only its own backlog. So are the tenants of a multitenant storage.
+//! - Tenants: an ordinary storage gets every push whatever its tenant; a multitenant storage puts
+//!   a push in the queue of its tenant (`0:0` when it came without one, as vmagent does). At most
+//!   `max_tenants` tenant queues per storage: a push for a new tenant past that is refused
+//!   ([`PushError::TooManyTenants`]) before anything is queued anywhere.
 //! - Sender semantics of design.md: 2xx advances; 429, 5xx, timeouts and connection errors retry the
 //!   same request with exponential backoff and jitter, honouring `Retry-After`; other 4xx drop the
 //!   data, count it and log the storage's answer (at most once per 10 s). A merged request refused
@@ -26,8 +33,12 @@
 
 mod sender;
 pub mod status;
+mod tenant;
+mod tenant_queues;
 
 pub use status::{SenderState, StorageStatus};
+pub use tenant::{Tenant, TenantError};
+use tenant_queues::TenantQueues;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +82,15 @@ pub enum ForwardError {
         #[source]
         source: RelabelError,
     },
+    /// The data directory could not be listed to find a multitenant storage's tenant queues.
+    #[error("storage {id} ({url}): listing {} for tenant queues: {source}", dir.display())]
+    ListTenants {
+        id: String,
+        url: String,
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a push could not be queued.
@@ -96,6 +116,31 @@ pub enum PushError {
     /// down): whether the block reached the queues is unknown, so the push is refused.
     #[error("the task appending to the queues did not finish: {0}")]
     AppendTask(#[source] tokio::task::JoinError),
+    /// A multitenant storage already has `max_tenants` tenant queues and the push is for another
+    /// tenant: refused (the caller answers 503; nothing was queued anywhere; existing tenants
+    /// keep working). The operator raises `max_tenants`.
+    #[error(
+        "storage {id} already has its maximum of {max} tenant queues (max_tenants); tenant {tenant} is refused until the bound is raised"
+    )]
+    TooManyTenants {
+        id: String,
+        tenant: Tenant,
+        max: u32,
+    },
+    /// A new tenant's queue could not be opened (disk full, permissions); the caller answers 503.
+    #[error("opening the queue of tenant {tenant}: {source}")]
+    TenantOpen {
+        tenant: Tenant,
+        #[source]
+        source: ForwardError,
+    },
+    /// The blocking task opening a new tenant's queue panicked or was cancelled.
+    #[error("the task opening the queue of tenant {tenant} did not finish: {source}")]
+    TenantOpenTask {
+        tenant: Tenant,
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Counters a storage's sender keeps (the queue keeps its own).
@@ -127,6 +172,8 @@ impl SenderCounters {
 /// One destination storage: its queue, client and counters.
 pub struct Storage {
     id: String,
+    /// The tenant this queue holds, for one tenant's queue of a multitenant storage.
+    tenant: Option<Tenant>,
     name: Option<String>,
     redacted_url: String,
     cfg: StorageConfig,
@@ -145,6 +192,17 @@ impl Storage {
     ) -> Result<Storage, ForwardError> {
         let id = cfg.id();
         let dir = data_dir.join("queues").join(&id);
+        Storage::open_in(&dir, id, None, cfg, fsync)
+    }
+
+    /// Opens the queue in `dir` for `cfg`, named `id` (and `tenant`) in status and logs.
+    fn open_in(
+        dir: &Path,
+        id: String,
+        tenant: Option<Tenant>,
+        cfg: &StorageConfig,
+        fsync: FsyncMode,
+    ) -> Result<Storage, ForwardError> {
         let opts = Options {
             max_bytes: (cfg.queue_max_bytes > 0).then_some(cfg.queue_max_bytes),
             full_policy: match cfg.queue_full {
@@ -166,12 +224,13 @@ impl Storage {
                     source,
                 }
             })?;
-        let queue = Queue::open(&dir, opts).map_err(|source| ForwardError::Queue {
+        let queue = Queue::open(dir, opts).map_err(|source| ForwardError::Queue {
             id: id.clone(),
             url: cfg.redacted_url(),
             source,
         })?;
         Ok(Storage {
+            tenant,
             name: cfg.name.clone(),
             redacted_url: cfg.redacted_url(),
             id,
@@ -184,6 +243,11 @@ impl Storage {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The tenant of this queue when it is one tenant's queue of a multitenant storage.
+    pub fn tenant(&self) -> Option<Tenant> {
+        self.tenant
     }
 
     /// The storage's queue (for tests and tools; the sender is its only reader).
@@ -217,6 +281,7 @@ impl Storage {
         StorageStatus {
             id: self.id.clone(),
             name: self.name.clone(),
+            tenant: self.tenant.map(|t| t.to_string()),
             url: self.redacted_url.clone(),
             state,
             pending_bytes: q.pending_bytes,
@@ -246,7 +311,10 @@ impl Storage {
 
 /// All storages, and the one entry through which data reaches their queues.
 pub struct Fanout {
+    /// Ordinary storages: every push goes to each.
     storages: Vec<Arc<Storage>>,
+    /// Multitenant storages: a push goes to its tenant's queue in each.
+    multitenant: Vec<Arc<TenantQueues>>,
     /// Appends wait for an fsync (`--fsync=always`): do them side by side, one thread per storage.
     /// Otherwise they are page-cache writes, cheaper one after another than a thread each.
     parallel_appends: bool,
@@ -259,29 +327,64 @@ pub struct Fanout {
 const INLINE_APPEND_BYTES: usize = 256 << 10;
 
 impl Fanout {
-    /// Opens every storage's queue (`<data-dir>/queues/<id>/`).
+    /// Opens every storage's queue (`<data-dir>/queues/<id>/`), and every tenant queue a
+    /// multitenant storage left there.
     pub fn open(cfg: &Config) -> Result<Fanout, ForwardError> {
-        let storages = cfg
-            .storages
-            .iter()
-            .map(|s| Storage::open(&cfg.data_dir, s, cfg.fsync).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut storages = Vec::new();
+        let mut multitenant = Vec::new();
+        for s in &cfg.storages {
+            if s.multitenant {
+                multitenant.push(Arc::new(TenantQueues::open(&cfg.data_dir, s, cfg.fsync)?));
+            } else {
+                storages.push(Arc::new(Storage::open(&cfg.data_dir, s, cfg.fsync)?));
+            }
+        }
         Ok(Fanout {
             storages,
+            multitenant,
             parallel_appends: cfg.fsync == FsyncMode::Always,
         })
     }
 
-    pub fn storages(&self) -> &[Arc<Storage>] {
-        &self.storages
+    /// Every queue: the ordinary storages in configured order, then each multitenant storage's
+    /// tenant queues by tenant.
+    pub fn storages(&self) -> Vec<Arc<Storage>> {
+        let mut all = self.storages.clone();
+        for mt in &self.multitenant {
+            all.extend(mt.queues());
+        }
+        all
     }
 
-    /// Queues one block (a snappy-compressed remote-write body, as received) for every storage.
-    /// `samples` is stored with it for the drop counters.
-    pub async fn push(&self, block: Bytes, samples: u32) -> Result<(), PushError> {
+    /// Queues one block (a snappy-compressed remote-write body, as received) for every storage:
+    /// each ordinary storage, and in each multitenant storage the queue of `tenant` (`0:0` when
+    /// `None`), opened on first use. `samples` is stored with it for the drop counters.
+    pub async fn push(
+        &self,
+        block: Bytes,
+        samples: u32,
+        tenant: Option<Tenant>,
+    ) -> Result<(), PushError> {
+        if self.multitenant.is_empty() {
+            return self.push_to(&self.storages, block, samples).await;
+        }
+        let tenant = tenant.unwrap_or_default();
+        let mut targets = Vec::with_capacity(self.storages.len() + self.multitenant.len());
+        targets.extend(self.storages.iter().cloned());
+        for mt in &self.multitenant {
+            targets.push(mt.queue_for(tenant).await?);
+        }
+        self.push_to(&targets, block, samples).await
+    }
+
+    async fn push_to(
+        &self,
+        storages: &[Arc<Storage>],
+        block: Bytes,
+        samples: u32,
+    ) -> Result<(), PushError> {
         // Refuse up front when a `reject` queue is full, so a refused push leaves the others alone.
-        if let Some(st) = self
-            .storages
+        if let Some(st) = storages
             .iter()
             .find(|st| !st.queue.would_accept(block.len()))
         {
@@ -295,16 +398,15 @@ impl Fanout {
             });
         }
         if block.len() <= INLINE_APPEND_BYTES
-            && self
-                .storages
+            && storages
                 .iter()
                 .all(|s| s.relabel.is_empty() && s.queue.append_is_quick(block.len()))
         {
             // Page-cache writes of a small block: cheaper here than handing the block to a
             // blocking thread and back (two thread switches per push).
-            return append_each(&self.storages, &block, samples, &[]);
+            return append_each(storages, &block, samples, &[]);
         }
-        let storages = self.storages.clone();
+        let storages = storages.to_vec();
         let parallel = self.parallel_appends && storages.len() > 1;
         let appended = tokio::task::spawn_blocking(move || {
             let relabelled = relabel_for(&storages, &block);
@@ -340,7 +442,8 @@ impl Fanout {
         appended.unwrap_or_else(|e| Err(PushError::AppendTask(e)))
     }
 
-    /// Starts every storage's sender; they stop when `shutdown` is cancelled.
+    /// Starts every storage's sender; they stop when `shutdown` is cancelled. A tenant queue
+    /// opened later gets its sender when it opens (see [`Fanout::take_tenant_senders`]).
     pub fn spawn_senders(
         &self,
         shutdown: CancellationToken,
@@ -354,12 +457,24 @@ impl Fanout {
             })?;
             handles.extend(sender::spawn(Arc::clone(st), client, shutdown.clone()));
         }
+        for mt in &self.multitenant {
+            handles.extend(mt.start_senders(shutdown.clone())?);
+        }
         Ok(handles)
+    }
+
+    /// The sender tasks of tenant queues opened since [`Fanout::spawn_senders`], for shutdown to
+    /// wait for after cancelling them.
+    pub fn take_tenant_senders(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.multitenant
+            .iter()
+            .flat_map(|mt| mt.take_late_senders())
+            .collect()
     }
 
     /// Flushes every queue (fsync per policy, persist positions).
     pub fn flush(&self) {
-        for st in &self.storages {
+        for st in &self.storages() {
             if let Err(e) = st.queue.flush() {
                 tracing::warn!(storage = %st.id, error = %e, "flushing queue failed");
             }
@@ -522,9 +637,12 @@ mod tests {
             metadata: vec![],
         };
         let body = prompb::compress(&prost::Message::encode_to_vec(&req));
-        fanout.push(Bytes::from(body.clone()), 2).await.unwrap();
-        let plain = &fanout.storages()[0];
-        let relabelled = &fanout.storages()[1];
+        fanout
+            .push(Bytes::from(body.clone()), 2, None)
+            .await
+            .unwrap();
+        let all = fanout.storages();
+        let (plain, relabelled) = (&all[0], &all[1]);
         // The storage without rules gets the body exactly as received.
         let b = plain.queue().read().unwrap().unwrap();
         assert_eq!(&b.payload[..], &body[..]);
@@ -540,7 +658,7 @@ mod tests {
             metadata: vec![],
         };
         let body = prompb::compress(&prost::Message::encode_to_vec(&req));
-        fanout.push(Bytes::from(body), 1).await.unwrap();
+        fanout.push(Bytes::from(body), 1, None).await.unwrap();
         assert_eq!(fanout.storages()[0].queue().stats().pending_blocks, 1);
         assert_eq!(fanout.storages()[1].queue().stats().pending_blocks, 0);
     }

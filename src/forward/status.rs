@@ -29,11 +29,15 @@ impl SenderState {
 /// queue's own `pending_*` (which survive restarts, being on disk).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StorageStatus {
-    /// Stable id, also the queue directory name.
+    /// Stable id, also the queue directory name; the tenant queues of a multitenant storage share
+    /// their storage's id and differ by `tenant` (their directories are named in queue-format.md).
     pub id: String,
     /// The optional name from the config file.
     pub name: Option<String>,
-    /// The remote-write URL with any password replaced by `xxxxx`.
+    /// For one tenant's queue of a multitenant storage (vminsert cluster), the tenant as
+    /// `accountID:projectID`; `None` for an ordinary storage.
+    pub tenant: Option<String>,
+    /// The remote-write URL with any password replaced by `xxxxx` (a tenant queue's own URL).
     pub url: String,
     pub state: SenderState,
     pub pending_bytes: u64,
@@ -66,4 +70,15 @@ pub struct StorageStatus {
     pub last_error_unix_ms: Option<u64>,
     /// When the storage last acknowledged a request, Unix milliseconds.
     pub last_success_unix_ms: Option<u64>,
+}
+
+impl StorageStatus {
+    /// What tells one queue from another: the id, followed by `/` and the tenant for one tenant's
+    /// queue of a multitenant storage.
+    pub fn key(&self) -> String {
+        match &self.tenant {
+            Some(t) => format!("{}/{t}", self.id),
+            None => self.id.clone(),
+        }
+    }
 }

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{IngestState, queue, read_body, refuse, still_opening};
+use crate::forward::Tenant;
 use crate::prompb;
 use crate::stats::{Reject, Source};
 
@@ -20,14 +21,25 @@ pub(super) async fn import_text(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    import_text_of(&st, None, &headers, body).await
+}
+
+/// A text push of `tenant` (`None`: pushed without one).
+pub(super) async fn import_text_of(
+    st: &IngestState,
+    tenant: Option<Tenant>,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let start = Instant::now();
-    let resp = handle_import(&st, &headers, body).await;
+    let resp = handle_import(st, tenant, headers, body).await;
     st.metrics.observe_duration(start.elapsed());
     resp
 }
 
 async fn handle_import(
     st: &IngestState,
+    tenant: Option<Tenant>,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -84,5 +96,5 @@ async fn handle_import(
         return still_opening(st);
     };
     let block = Bytes::from(prompb::compress(builder.as_bytes()));
-    queue(st, fanout, block, samples, Source::Import).await
+    queue(st, fanout, block, samples, Source::Import, tenant).await
 }

@@ -6,7 +6,9 @@
 //! `encoding`). `POST /api/v1/import/prometheus`: a text exposition (Prometheus text, or
 //! OpenMetrics when the Content-Type says `application/openmetrics-text`), parsed strictly. `POST
 //! /opentelemetry/v1/metrics`, `/opentelemetry/api/v1/push` and `/api/v1/otlp/v1/metrics`:
-//! OTLP/HTTP metrics (protobuf or JSON), translated by the otlp module. Limits, decompression,
+//! OTLP/HTTP metrics (protobuf or JSON), translated by the otlp module. The same under
+//! `/insert/<accountID>[:<projectID>]/prometheus/...` and `/insert/<accountID>[:<projectID>]/opentelemetry/...`
+//! (vminsert's paths) keep their tenant for multitenant storages. Limits, decompression,
 //! validation; it bumps the ingest counters ([`IngestMetrics`], owned by [`crate::stats`]).
 //!
 //! # Guarantees
@@ -14,8 +16,9 @@
 //! - Validation before anything is queued: the declared decompressed length is bounded before
 //!   allocating, and one pass over the protobuf checks it is well-formed. Refusals: 400 undecodable,
 //!   413 over `--max-request-bytes` (compressed or decompressed), 415 unsupported Content-Encoding
-//!   or Content-Type, 503 when a queue cannot take the data. A push that arrives while the
-//!   queues are being opened waits for them (at most `open_wait`, [`OPEN_WAIT`] in the
+//!   or Content-Type, 400 a tenant that is not `accountID[:projectID]` (VictoriaMetrics' rules),
+//!   503 when a queue cannot take the data or a new tenant is past `max_tenants`. A push that
+//!   arrives while the queues are being opened waits for them (at most `open_wait`, [`OPEN_WAIT`] in the
 //!   application); if they are still not open then, it gets 503 with `Retry-After`. The body of
 //!   each is one line.
 //!   A refused request leaves nothing in any queue (except a 503 from a disk failing half-way
@@ -29,16 +32,18 @@
 //!
 //! # Layout
 //! One file per protocol, each with its handler: `remote_write` (remote-write pushes), `import`
-//! (text pushes), `otlp` (OTLP/HTTP metrics pushes, answered as OTLP/HTTP specifies).
-//! `encoding`: bounded decompression by `Content-Encoding`, for every protocol. `opening`:
-//! [`FanoutSlot`], the queues as a push sees them while the process starts. This file holds what
-//! they share: the state, the routes, refusals and queueing.
+//! (text pushes), `otlp` (OTLP/HTTP metrics pushes, answered as OTLP/HTTP specifies); `tenant`
+//! (the `/insert/<tenant>/...` routes and their tenant). `encoding`: bounded decompression by
+//! `Content-Encoding`, for every protocol. `opening`: [`FanoutSlot`], the queues as a push sees
+//! them while the process starts. This file holds what they share: the state, the routes,
+//! refusals and queueing.
 
 pub mod encoding;
 mod import;
 mod opening;
 mod otlp;
 mod remote_write;
+mod tenant;
 
 pub use opening::{FanoutSlot, OPEN_WAIT};
 
@@ -54,7 +59,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tracing::warn;
 
-use crate::forward::{Fanout, PushError};
+use crate::forward::{Fanout, PushError, Tenant};
 use crate::stats::{IngestMetrics, Reject, Source};
 
 /// A decompression buffer kept per thread is shrunk back when a request grew it past this.
@@ -93,6 +98,7 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .route("/opentelemetry/v1/metrics", post(otlp::otlp_metrics))
         .route("/opentelemetry/api/v1/push", post(otlp::otlp_metrics))
         .route("/api/v1/otlp/v1/metrics", post(otlp::otlp_metrics))
+        .merge(tenant::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -146,17 +152,19 @@ fn read_body(
     })
 }
 
-/// Queues a validated block for every storage and answers: 204, or 413/503 with the reason.
+/// Queues a validated block of `tenant` (`None`: pushed without one) for every storage and
+/// answers: 204, or 413/503 with the reason.
 async fn queue(
     st: &IngestState,
     fanout: &Fanout,
     block: Bytes,
     samples: u64,
     source: Source,
+    tenant: Option<Tenant>,
 ) -> Response {
     let m = &st.metrics;
     match fanout
-        .push(block, u32::try_from(samples).unwrap_or(u32::MAX))
+        .push(block, u32::try_from(samples).unwrap_or(u32::MAX), tenant)
         .await
     {
         Ok(()) => {
@@ -164,6 +172,10 @@ async fn queue(
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e @ PushError::TooLarge { .. }) => refuse(m, Reject::TooLarge, e),
+        Err(e @ PushError::TooManyTenants { .. }) => {
+            warn!(error = %e, "push refused: too many tenants");
+            refuse(m, Reject::TooManyTenants, e)
+        }
         Err(e) => {
             warn!(error = %e, source = source.as_str(), "push refused: a queue cannot take data");
             refuse(m, Reject::QueueUnavailable, e)

@@ -20,6 +20,7 @@ use super::encoding::{self, Encoding, EncodingError};
 use super::{
     DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
 };
+use crate::forward::Tenant;
 use crate::otlp::{self, Format};
 use crate::prompb;
 use crate::stats::{Reject, Source};
@@ -43,6 +44,16 @@ pub(super) async fn otlp_metrics(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    otlp_metrics_of(&st, None, &headers, body).await
+}
+
+/// An OTLP/HTTP metrics push of `tenant` (`None`: pushed without one).
+pub(super) async fn otlp_metrics_of(
+    st: &IngestState,
+    tenant: Option<Tenant>,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let start = Instant::now();
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -50,7 +61,7 @@ pub(super) async fn otlp_metrics(
         .unwrap_or("");
     let format = Format::from_content_type(content_type);
     let resp = match format {
-        Some(format) => handle_otlp(&st, &headers, format, body).await,
+        Some(format) => handle_otlp(st, tenant, headers, format, body).await,
         None => refuse(
             &st.metrics,
             Reject::UnsupportedMediaType,
@@ -66,6 +77,7 @@ pub(super) async fn otlp_metrics(
 
 async fn handle_otlp(
     st: &IngestState,
+    tenant: Option<Tenant>,
     headers: &HeaderMap,
     format: Format,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -126,7 +138,7 @@ async fn handle_otlp(
     let encoded = prost::Message::encode_to_vec(&translation.request);
     let block = Bytes::from(prompb::compress(&encoded));
     let samples = translation.samples + translation.histograms;
-    let queued = queue(st, fanout, block, samples, Source::Otlp).await;
+    let queued = queue(st, fanout, block, samples, Source::Otlp, tenant).await;
     if queued.status().is_success() {
         ok(answer, format)
     } else {

@@ -15,6 +15,7 @@ use super::encoding::{self, Encoding, EncodingError};
 use super::{
     DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
 };
+use crate::forward::Tenant;
 use crate::prompb;
 use crate::stats::{Reject, Source};
 
@@ -28,14 +29,25 @@ pub(super) async fn remote_write(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    remote_write_of(&st, None, &headers, body).await
+}
+
+/// A remote-write push of `tenant` (`None`: pushed without one).
+pub(super) async fn remote_write_of(
+    st: &IngestState,
+    tenant: Option<Tenant>,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let start = Instant::now();
-    let resp = handle_remote_write(&st, &headers, body).await;
+    let resp = handle_remote_write(st, tenant, headers, body).await;
     st.metrics.observe_duration(start.elapsed());
     resp
 }
 
 async fn handle_remote_write(
     st: &IngestState,
+    tenant: Option<Tenant>,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -81,7 +93,7 @@ async fn handle_remote_write(
         return still_opening(st);
     };
     let samples = summary.samples + summary.histograms;
-    queue(st, fanout, block, samples, Source::RemoteWrite).await
+    queue(st, fanout, block, samples, Source::RemoteWrite, tenant).await
 }
 
 /// Why a remote-write body was refused before queueing.

@@ -525,7 +525,7 @@ async fn push(
         return Ok(());
     }
     let samples = u32::try_from(series).unwrap_or(u32::MAX);
-    fanout.push(block, samples).await?;
+    fanout.push(block, samples, None).await?;
     metrics.accepted(Source::Scrape, series as u64);
     Ok(())
 }
