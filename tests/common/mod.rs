@@ -202,6 +202,24 @@ remote_write:
         })
     }
 
+    /// vmagent as a receiving relay, sending what it gets within 100ms. Give it its
+    /// destination with `.arg("-remoteWrite.url=...")` or `.arg("-remoteWrite.multitenantURL=...")`
+    /// (then it takes `/insert/<tenant>/...` pushes itself).
+    pub fn vmagent() -> PeerBuilder<Vmagent> {
+        PeerBuilder::new(Spec {
+            binary: "vmagent",
+            ready_path: "/health",
+            config: None,
+            args: |address, dir| {
+                vec![
+                    format!("-httpListenAddr={address}"),
+                    format!("-remoteWrite.tmpDataPath={}", dir.join("queue").display()),
+                    "-remoteWrite.flushInterval=100ms".into(),
+                ]
+            },
+        })
+    }
+
     /// node_exporter with its default collectors: a scrape target with real, varied metrics.
     pub fn node_exporter() -> PeerBuilder<NodeExporter> {
         PeerBuilder::new(Spec {
@@ -974,3 +992,41 @@ pub mod relay;
 
 /// Scrape targets, scrape config files and a relay that scrapes.
 pub mod scrape;
+
+/// vmagent receiving pushes and forwarding them.
+pub struct Vmagent {
+    peer: Peer,
+}
+
+impl FromPeer for Vmagent {
+    fn from_peer(peer: Peer) -> Self {
+        Self { peer }
+    }
+}
+
+impl Deref for Vmagent {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Vmagent {
+    /// POSTs `body` with exactly `headers` to `path`; returns the status and body.
+    pub async fn push_raw_to(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut request = self.http.post(format!("{}{path}", self.url())).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("push to vmagent: {e}\n{}", self.log_tail()));
+        read_response(response).await
+    }
+}

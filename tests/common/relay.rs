@@ -22,6 +22,7 @@
 //! - [`Pushes`] generates pushes of known series whose timestamps end about now, each push one
 //!   second newer than the one before, and says what a storage should hold afterwards.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use promrelay::prompb::{Label, Sample, TimeSeries, WriteRequest};
@@ -254,6 +255,8 @@ impl Pushes {
 /// The relay about to start: storages, flags and per-storage settings.
 pub struct RelayBuilder {
     storages: Vec<String>,
+    /// Base URLs of vminsert clusters (`multitenant_url`), after the ordinary storages.
+    multitenant: Vec<String>,
     storages_on_command_line: bool,
     storage_settings: Vec<String>,
     args: Vec<String>,
@@ -272,6 +275,13 @@ impl RelayBuilder {
     /// Adds a command-line flag or value, for example `.arg("--fsync").arg("always")`.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Adds a vminsert cluster at `base_url` (`multitenant_url`), with the same short backoffs
+    /// and settings as the other storages.
+    pub fn multitenant_storage(mut self, base_url: &str) -> Self {
+        self.multitenant.push(base_url.to_owned());
         self
     }
 
@@ -318,11 +328,14 @@ impl RelayBuilder {
             for url in &self.storages {
                 args.extend(["--remote-write-url".to_owned(), url.clone()]);
             }
+            for url in &self.multitenant {
+                args.extend(["--remote-write-multitenant-url".to_owned(), url.clone()]);
+            }
         } else {
             let config = dir.path().join("promrelay.yml");
             fs::write(
                 &config,
-                relay_config(&self.storages, &self.storage_settings),
+                relay_config(&self.storages, &self.multitenant, &self.storage_settings),
             )
             .expect("write the relay's config");
             args.extend(["--config".to_owned(), config.display().to_string()]);
@@ -342,12 +355,16 @@ impl RelayBuilder {
 }
 
 /// The config file: every storage with short backoffs plus the builder's settings.
-fn relay_config(storages: &[String], settings: &[String]) -> String {
+fn relay_config(storages: &[String], multitenant: &[String], settings: &[String]) -> String {
     let mut yaml = String::from("storages:\n");
-    for url in storages {
+    let entries = storages
+        .iter()
+        .map(|u| ("url", u))
+        .chain(multitenant.iter().map(|u| ("multitenant_url", u)));
+    for (key, url) in entries {
         let url = serde_json::to_string(url).expect("strings serialise");
         yaml.push_str(&format!(
-            "  - url: {url}\n    min_backoff: 10ms\n    max_backoff: 200ms\n"
+            "  - {key}: {url}\n    min_backoff: 10ms\n    max_backoff: 200ms\n"
         ));
         for setting in settings {
             yaml.push_str(&format!("    {setting}\n"));
@@ -372,6 +389,7 @@ impl Relay {
     pub fn with_storages<S: AsRef<str>>(urls: &[S]) -> RelayBuilder {
         RelayBuilder {
             storages: urls.iter().map(|u| u.as_ref().to_owned()).collect(),
+            multitenant: Vec::new(),
             storages_on_command_line: false,
             storage_settings: Vec::new(),
             args: Vec::new(),
@@ -657,6 +675,9 @@ impl Drop for Relay {
 pub struct Received {
     /// When the request arrived.
     pub at: Instant,
+    /// The request's path: `/api/v1/write`, or `/insert/<tenant>/prometheus/api/v1/write` when
+    /// it acts as a vminsert cluster.
+    pub path: String,
     pub headers: HeaderMap,
     /// The decoded body, or why it could not be decoded.
     pub request: Result<WriteRequest, String>,
@@ -800,28 +821,31 @@ impl FakeStorage {
             .collect()
     }
 
+    /// Its base URL, `http://127.0.0.1:<port>`: as a vminsert cluster it takes
+    /// `/insert/<tenant>/prometheus/api/v1/write` under it.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The series of `metric` it acknowledged, by request path, as [`FakeStorage::series`] gives them.
+    pub fn series_by_path(&self, metric: &str) -> BTreeMap<String, Vec<Series>> {
+        let mut paths: BTreeMap<String, Vec<WriteRequest>> = BTreeMap::new();
+        for r in self.requests().into_iter().filter(Received::accepted) {
+            if let Ok(request) = r.request {
+                paths.entry(r.path).or_default().push(request);
+            }
+        }
+        paths
+            .into_iter()
+            .map(|(path, requests)| (path, series_of(requests, metric)))
+            .filter(|(_, series)| !series.is_empty())
+            .collect()
+    }
+
     /// The series of `metric` it acknowledged, each with its samples in arrival order (duplicates
     /// kept), sorted by labels.
     pub fn series(&self, metric: &str) -> Vec<Series> {
-        let mut series: Vec<Series> = Vec::new();
-        for request in self.accepted_requests() {
-            for ts in request.timeseries {
-                let labels: Labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
-                if labels.get("__name__").map(String::as_str) != Some(metric) {
-                    continue;
-                }
-                let samples = ts.samples.iter().map(|s| (s.timestamp, s.value));
-                match series.iter_mut().find(|s| s.labels == labels) {
-                    Some(known) => known.samples.extend(samples),
-                    None => series.push(Series {
-                        labels,
-                        samples: samples.collect(),
-                    }),
-                }
-            }
-        }
-        series.sort_by(|a, b| a.labels.cmp(&b.labels));
-        series
+        series_of(self.accepted_requests(), metric)
     }
 
     /// Waits until it acknowledged at least `samples` samples of `metric`, and returns the series.
@@ -887,13 +911,19 @@ impl FakeStorage {
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let router = Router::new()
             .route("/api/v1/write", post(receive))
+            .route("/insert/{tenant}/prometheus/api/v1/write", post(receive))
             .layer(DefaultBodyLimit::max(FAKE_STORAGE_MAX_BODY))
             .with_state(Arc::clone(&self.shared));
         self.server = Some(super::serve_until_stopped(listener, router, "fake storage"));
     }
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let at = Instant::now();
     let behaviour = &shared.behaviour;
     if !behaviour.delay.is_zero() {
@@ -925,6 +955,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         .expect("not poisoned")
         .push(Received {
             at,
+            path: uri.path().to_owned(),
             headers,
             request,
             status,
@@ -940,4 +971,28 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         );
     }
     response
+}
+
+/// The series of `metric` in `requests`, each with its samples in request order (duplicates
+/// kept), sorted by labels.
+fn series_of(requests: impl IntoIterator<Item = WriteRequest>, metric: &str) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for request in requests {
+        for ts in request.timeseries {
+            let labels: Labels = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
+            if labels.get("__name__").map(String::as_str) != Some(metric) {
+                continue;
+            }
+            let samples = ts.samples.iter().map(|s| (s.timestamp, s.value));
+            match series.iter_mut().find(|s| s.labels == labels) {
+                Some(known) => known.samples.extend(samples),
+                None => series.push(Series {
+                    labels,
+                    samples: samples.collect(),
+                }),
+            }
+        }
+    }
+    series.sort_by(|a, b| a.labels.cmp(&b.labels));
+    series
 }
