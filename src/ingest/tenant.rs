@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::routing::post;
 
 use super::{IngestState, import, refuse, remote_write};
-use crate::forward::Tenant;
+use crate::forward::{Tenant, TenantError};
 use crate::stats::Reject;
 
 /// The tenant routes, to merge into the ingest router.
@@ -43,9 +43,9 @@ async fn remote_write(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match parse(&st, tenant) {
+    match parse(tenant) {
         Ok(t) => remote_write::remote_write_of(&st, Some(t), &headers, body).await,
-        Err(refused) => refused,
+        Err(e) => refuse(&st.metrics, Reject::BadTenant, e),
     }
 }
 
@@ -55,24 +55,34 @@ async fn import_text(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match parse(&st, tenant) {
+    match parse(tenant) {
         Ok(t) => import::import_text_of(&st, Some(t), &headers, body).await,
-        Err(refused) => refused,
+        Err(e) => refuse(&st.metrics, Reject::BadTenant, e),
     }
 }
 
-/// The path's tenant, or the 400 that refuses it (counted as `bad_tenant`).
-fn parse(
-    st: &IngestState,
-    tenant: Result<Path<String>, PathRejection>,
-) -> Result<Tenant, Response> {
-    let bad = |why: &dyn std::fmt::Display| refuse(&st.metrics, Reject::BadTenant, why);
-    let Path(text) = tenant.map_err(|e| bad(&format_args!("tenant in the path: {e}")))?;
+/// Why the tenant in a path was refused (400, counted as `bad_tenant`).
+#[derive(Debug, thiserror::Error)]
+enum BadTenant {
+    /// The path segment could not be read (not UTF-8 once percent-decoded).
+    #[error("tenant in the path: {0}")]
+    Path(String),
+    /// `multitenant`: vmagent reads the tenant from `vm_account_id`/`vm_project_id` labels then;
+    /// promrelay does not.
+    #[error(
+        "tenant \"multitenant\" (tenants from labels) is not supported: push to /insert/<accountID>[:<projectID>]/..."
+    )]
+    FromLabels,
+    /// Not `accountID[:projectID]` as VictoriaMetrics reads it.
+    #[error(transparent)]
+    Id(#[from] TenantError),
+}
+
+/// The path's tenant.
+fn parse(tenant: Result<Path<String>, PathRejection>) -> Result<Tenant, BadTenant> {
+    let Path(text) = tenant.map_err(|e| BadTenant::Path(e.body_text()))?;
     if text == "multitenant" {
-        // vmagent's label-based tenants (vm_account_id, vm_project_id) are not supported.
-        return Err(bad(
-            &"tenant \"multitenant\" is not supported: push to /insert/<accountID>[:<projectID>]/...",
-        ));
+        return Err(BadTenant::FromLabels);
     }
-    text.parse::<Tenant>().map_err(|e| bad(&e))
+    Ok(text.parse::<Tenant>()?)
 }
