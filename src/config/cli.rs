@@ -122,7 +122,7 @@ pub struct Cli {
     pub remote_write_url: Vec<Url>,
 
     /// vminsert cluster to forward to, e.g. http://vminsert:8480: each tenant's data goes to its own
-    /// queue and to <URL>/insert/<accountID>:<projectID>/prometheus/api/v1/write; repeat for more
+    /// queue and to URL/insert/ACCOUNT:PROJECT/prometheus/api/v1/write; repeat for more
     #[arg(long, value_name = "URL", value_parser = parse_storage_url, help_heading = "Storages")]
     pub remote_write_multitenant_url: Vec<Url>,
 
