@@ -340,3 +340,37 @@ async fn tenant_queues_with_a_backlog_are_recovered_on_restart_and_drain_without
     let queues = relay.wait_until_drained().await;
     assert_eq!(queues.len(), 2, "{queues:#?}");
 }
+
+#[tokio::test]
+async fn otlp_pushes_keep_their_tenant_and_a_bad_one_gets_an_otlp_status() {
+    let vminsert = FakeStorage::new().start().await;
+    let relay = Relay::with_storages::<&str>(&[])
+        .multitenant_storage(&vminsert.base_url())
+        .start()
+        .await;
+    let ns = common::now_ms() * 1_000_000;
+    let body = format!(
+        r#"{{"resourceMetrics":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"svc"}}}}]}},"scopeMetrics":[{{"metrics":[{{"name":"otlp_tenant_gauge","gauge":{{"dataPoints":[{{"timeUnixNano":"{ns}","asDouble":3}}]}}}}]}}]}}]}}"#
+    );
+    let json = [("Content-Type", "application/json")];
+    for path in [
+        "/insert/3:4/opentelemetry/v1/metrics",
+        "/insert/3:4/opentelemetry/api/v1/push",
+    ] {
+        let (status, answer) = relay.push_raw_to(path, body.clone(), &json).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+
+    let by_path = at_vminsert(&vminsert, "otlp_tenant_gauge", 2).await;
+    assert_eq!(
+        by_path.keys().collect::<Vec<_>>(),
+        ["/insert/3:4/prometheus/api/v1/write"]
+    );
+    let (status, answer) = relay
+        .push_raw_to("/insert/3:x/opentelemetry/v1/metrics", body, &json)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("a JSON Status");
+    let message = answer["message"].as_str().unwrap_or_default();
+    assert!(message.contains("cannot parse projectID"), "{answer}");
+}

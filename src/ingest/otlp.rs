@@ -75,6 +75,17 @@ pub(super) async fn otlp_metrics_of(
     resp
 }
 
+/// A push refused before its body was looked at (a bad tenant in the path), answered as
+/// OTLP/HTTP specifies: the reason in a `Status`, in the request's encoding.
+pub(super) async fn refused(headers: &HeaderMap, refusal: Response) -> Response {
+    let format = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Format::from_content_type)
+        .unwrap_or(Format::Protobuf);
+    as_otlp_answer(refusal, format).await
+}
+
 async fn handle_otlp(
     st: &IngestState,
     tenant: Option<Tenant>,

@@ -1,6 +1,7 @@
 //! vminsert's tenant paths: `POST /insert/<accountID>[:<projectID>]/prometheus/api/v1/write`
-//! (also `.../api/v1/push`, `.../prometheus` and `.../prometheus/`, as vmagent accepts them) and
-//! `.../prometheus/api/v1/import/prometheus`. The same handlers as the plain paths, with the
+//! (also `.../api/v1/push`, `.../prometheus` and `.../prometheus/`, as vmagent accepts them),
+//! `.../prometheus/api/v1/import/prometheus`, and OTLP at `.../opentelemetry/v1/metrics` and
+//! `.../opentelemetry/api/v1/push`. The same handlers as the plain paths, with the
 //! tenant parsed from the path as VictoriaMetrics parses it ([`Tenant`]'s `FromStr`); a tenant
 //! it refuses gets 400 with the reason, before the body is looked at.
 
@@ -14,7 +15,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::post;
 
-use super::{IngestState, import, refuse, remote_write};
+use super::{IngestState, import, otlp, refuse, remote_write};
 use crate::forward::{Tenant, TenantError};
 use crate::stats::Reject;
 
@@ -34,6 +35,14 @@ pub(super) fn routes() -> Router<Arc<IngestState>> {
         .route(
             "/insert/{tenant}/prometheus/api/v1/import/prometheus",
             post(import_text),
+        )
+        .route(
+            "/insert/{tenant}/opentelemetry/v1/metrics",
+            post(otlp_metrics),
+        )
+        .route(
+            "/insert/{tenant}/opentelemetry/api/v1/push",
+            post(otlp_metrics),
         )
 }
 
@@ -58,6 +67,18 @@ async fn import_text(
     match parse(tenant) {
         Ok(t) => import::import_text_of(&st, Some(t), &headers, body).await,
         Err(e) => refuse(&st.metrics, Reject::BadTenant, e),
+    }
+}
+
+async fn otlp_metrics(
+    State(st): State<Arc<IngestState>>,
+    tenant: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match parse(tenant) {
+        Ok(t) => otlp::otlp_metrics_of(&st, Some(t), &headers, body).await,
+        Err(e) => otlp::refused(&headers, refuse(&st.metrics, Reject::BadTenant, e)).await,
     }
 }
 
