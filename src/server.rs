@@ -79,6 +79,18 @@ impl StatusSource for App {
     }
 }
 
+/// The OTLP translation settings the `otlp:` section asks for.
+fn otlp_settings(cfg: &crate::config::OtlpConfig) -> crate::otlp::Settings {
+    use crate::config::OtlpTranslationStrategy as Strategy;
+    let mut settings = crate::otlp::Settings::default();
+    settings.namer.with_suffixes =
+        cfg.translation_strategy == Strategy::UnderscoreEscapingWithSuffixes;
+    settings
+        .promote_resource_attributes
+        .clone_from(&cfg.promote_resource_attributes);
+    settings
+}
+
 /// Runs promrelay on `listener` until `shutdown` completes.
 pub async fn run(
     cfg: Config,
@@ -95,7 +107,7 @@ pub async fn run(
         open_wait: ingest::OPEN_WAIT,
         metrics: Arc::clone(&app.metrics),
         max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
-        otlp: crate::otlp::Settings::default(),
+        otlp: otlp_settings(&cfg.otlp),
     });
     let router = ingest::router(ingest_state).merge(admin::router(Arc::<App>::clone(&app)));
 
@@ -191,5 +203,22 @@ async fn reload_on_sighup(scraper: Arc<Scraper>, stop: CancellationToken) {
             },
             _ = stop.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod otlp_settings_tests {
+    use super::otlp_settings;
+    use crate::config::{OtlpConfig, OtlpTranslationStrategy};
+
+    #[test]
+    fn the_otlp_section_sets_the_translation() {
+        let settings = otlp_settings(&OtlpConfig {
+            translation_strategy: OtlpTranslationStrategy::UnderscoreEscapingWithoutSuffixes,
+            promote_resource_attributes: vec!["host.name".to_owned()],
+        });
+        assert!(!settings.namer.with_suffixes);
+        assert_eq!(settings.promote_resource_attributes, vec!["host.name"]);
+        assert!(otlp_settings(&OtlpConfig::default()).namer.with_suffixes);
     }
 }

@@ -68,6 +68,9 @@ Per storage: name, url | multitenant_url (a vminsert cluster: one queue per tena
 bearer_token | bearer_token_file, tls {ca_file, cert_file, key_file, insecure_skip_verify},
 queue_max_bytes, queue_full (drop_oldest | reject, default drop_oldest), concurrency (1),
 max_block_bytes (8MiB), timeout (30s), min_backoff (30ms), max_backoff (5s).
+OTLP pushes, as in Prometheus' config: otlp {translation_strategy
+(UnderscoreEscapingWithSuffixes | UnderscoreEscapingWithoutSuffixes, default with suffixes),
+promote_resource_attributes [attribute, ...]}.
 Paths in the file are relative to the file's directory. Unknown keys are errors.
 Sizes: 512MiB, 64KiB, 1GiB (powers of 1024), 32MB, 1.5GB (powers of 1000), 1000000 (bytes).
 Durations: 100ms, 30s, 1m30s, 5m, 1h."

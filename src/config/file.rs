@@ -65,6 +65,25 @@ pub(super) struct FileConfig {
     pub max_tenants: Option<PositiveCount>,
     #[serde(default)]
     pub storages: Vec<FileStorage>,
+    pub otlp: Option<FileOtlp>,
+}
+
+/// `otlp:`, as Prometheus spells it in its own config.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileOtlp {
+    translation_strategy: Option<super::OtlpTranslationStrategy>,
+    #[serde(default)]
+    promote_resource_attributes: Vec<String>,
+}
+
+impl FileOtlp {
+    pub(super) fn into_config(self) -> super::OtlpConfig {
+        super::OtlpConfig {
+            translation_strategy: self.translation_strategy.unwrap_or_default(),
+            promote_resource_attributes: self.promote_resource_attributes,
+        }
+    }
 }
 
 /// One entry of `storages:`.

@@ -4,7 +4,8 @@
 //! # Owns
 //! - The flags ([`Cli`], whose `--help` documents each flag, its default and a YAML example; its
 //!   subcommands, [`Command`], name the offline tools and their arguments) and
-//!   the file format: the flags' settings under their names with `_`, plus `storages:` (the raw
+//!   the file format: the flags' settings under their names with `_`, plus `storages:` and
+//!   `otlp:` (the raw
 //!   structs in `file.rs` are the reference; unknown keys are errors).
 //! - Merging: a scalar flag given on the command line wins over the file, the file wins over the
 //!   default. `--remote-write-url` adds storages with default settings after the file's.
@@ -100,6 +101,29 @@ pub struct Config {
     pub scrape: ScrapeSettings,
     /// The `--config` file, if one was given (for reloads and the status page).
     pub config_file: Option<PathBuf>,
+    /// How OTLP pushes are translated (the file's `otlp:` section).
+    pub otlp: OtlpConfig,
+}
+
+/// The file's `otlp:` section, under Prometheus' own key names and values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `translation_strategy`: `UnderscoreEscapingWithSuffixes` (Prometheus' default) or
+    /// `UnderscoreEscapingWithoutSuffixes` (names as sent, only escaped: vmagent's default).
+    pub translation_strategy: OtlpTranslationStrategy,
+    /// `promote_resource_attributes`: resource attributes copied onto every series.
+    pub promote_resource_attributes: Vec<String>,
+}
+
+/// How OTLP metric names become Prometheus names. Prometheus' UTF-8 strategies are refused:
+/// remote-write 1.0 storages take only legacy names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum OtlpTranslationStrategy {
+    /// Escaped, with unit suffixes, `_total` and `_ratio`.
+    #[default]
+    UnderscoreEscapingWithSuffixes,
+    /// Escaped, without suffixes.
+    UnderscoreEscapingWithoutSuffixes,
 }
 
 /// Built-in scraper settings (the scraper itself parses the scrape config file).
@@ -310,6 +334,10 @@ fn merge(
         storages,
         scrape,
         config_file: file_path,
+        otlp: raw
+            .otlp
+            .map(file::FileOtlp::into_config)
+            .unwrap_or_default(),
     })
 }
 

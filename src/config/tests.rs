@@ -1098,3 +1098,45 @@ fn invalid_write_relabel_rule_is_an_error_naming_file_line_and_key() {
     assert!(e.contains("modulus"), "{e}");
     assert!(!e.contains('\n'), "{e}");
 }
+
+#[test]
+fn otlp_translation_is_prometheus_default_without_an_otlp_section() {
+    let cfg = load(&["--remote-write-url", VM]).unwrap();
+    assert_eq!(cfg.otlp, OtlpConfig::default());
+    assert_eq!(
+        cfg.otlp.translation_strategy,
+        OtlpTranslationStrategy::UnderscoreEscapingWithSuffixes
+    );
+}
+
+#[test]
+fn otlp_section_is_read_under_prometheus_key_names() {
+    let dir = Dir::new();
+    let cfg = dir
+        .load(
+            "storages:\n  - url: http://a/api/v1/write\notlp:\n  translation_strategy: UnderscoreEscapingWithoutSuffixes\n  promote_resource_attributes: [k8s.pod.name, host.name]\n",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        cfg.otlp,
+        OtlpConfig {
+            translation_strategy: OtlpTranslationStrategy::UnderscoreEscapingWithoutSuffixes,
+            promote_resource_attributes: vec!["k8s.pod.name".into(), "host.name".into()],
+        }
+    );
+}
+
+#[test]
+fn utf8_otlp_translation_strategies_are_refused_naming_the_key() {
+    let dir = Dir::new();
+    let err = dir.error(
+        "storages:\n  - url: http://a/api/v1/write\notlp:\n  translation_strategy: NoTranslation\n",
+        &[],
+    );
+    assert!(err.contains("otlp.translation_strategy"), "{err}");
+    assert!(
+        err.contains("UnderscoreEscapingWithoutSuffixes"),
+        "lists the accepted values: {err}"
+    );
+}
