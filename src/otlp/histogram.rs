@@ -75,6 +75,12 @@ pub fn exponential_to_native(
     })
 }
 
+/// Go's `x >> n` on an int32: a shift by 32 or more leaves the sign (0 or -1), where Rust's
+/// would overflow. Scales far above 8 make such shifts.
+fn shr(x: i32, n: i32) -> i32 {
+    x >> n.clamp(0, 31)
+}
+
 /// `convertBucketsLayout` with `adjustOffset`: OTLP dense bucket counts to Prometheus spans and
 /// count deltas, merging `2^scale_down` neighbours into one and starting a new span only over
 /// gaps of more than two empty buckets (smaller gaps are filled with zero counts).
@@ -82,8 +88,10 @@ fn buckets_layout(counts: &[u64], offset: i32, scale_down: i32) -> (Vec<BucketSp
     if counts.is_empty() {
         return (Vec::new(), Vec::new());
     }
+    // Go's int32 arithmetic wraps; so does this port (offsets near i32::MAX are the sender's
+    // nonsense, not a reason to panic).
     let mut spans = vec![BucketSpan {
-        offset: (offset >> scale_down) + 1,
+        offset: shr(offset, scale_down).wrapping_add(1),
         length: 0,
     }];
     let mut deltas: Vec<i64> = Vec::with_capacity(counts.len());
@@ -95,10 +103,10 @@ fn buckets_layout(counts: &[u64], offset: i32, scale_down: i32) -> (Vec<BucketSp
         deltas.push(count.wrapping_sub(prev));
         prev = count;
     };
-    let mut bucket_idx = (offset >> scale_down) + 1;
+    let mut bucket_idx = shr(offset, scale_down).wrapping_add(1);
     let mut count: i64 = 0;
     for (i, c) in counts.iter().enumerate() {
-        let next = ((i as i32).wrapping_add(offset) >> scale_down) + 1;
+        let next = shr((i as i32).wrapping_add(offset), scale_down).wrapping_add(1);
         if bucket_idx == next {
             count = count.wrapping_add(*c as i64);
             continue;
@@ -107,7 +115,7 @@ fn buckets_layout(counts: &[u64], offset: i32, scale_down: i32) -> (Vec<BucketSp
             count = *c as i64;
             continue;
         }
-        let gap = next - bucket_idx - 1;
+        let gap = next.wrapping_sub(bucket_idx).wrapping_sub(1);
         if gap > 2 {
             spans.push(BucketSpan {
                 offset: gap,
@@ -122,7 +130,12 @@ fn buckets_layout(counts: &[u64], offset: i32, scale_down: i32) -> (Vec<BucketSp
         count = *c as i64;
         bucket_idx = next;
     }
-    let gap = (((counts.len() as i32).wrapping_add(offset) - 1) >> scale_down) + 1 - bucket_idx;
+    let gap = shr(
+        (counts.len() as i32).wrapping_add(offset).wrapping_sub(1),
+        scale_down,
+    )
+    .wrapping_add(1)
+    .wrapping_sub(bucket_idx);
     if gap > 2 {
         spans.push(BucketSpan {
             offset: gap,
@@ -145,7 +158,8 @@ mod tests {
         BucketSpan { offset, length }
     }
 
-    // Cases from Prometheus' TestConvertBucketsLayout (histograms_test.go).
+    // The dense and scale-down cases are the "zero offset" case of Prometheus'
+    // TestConvertBucketsLayout (histograms_test.go), with its expected spans and deltas.
     #[test]
     fn dense_buckets_become_one_span_of_deltas() {
         let (s, d) = buckets_layout(&[4, 3, 2, 1], 0, 0);
@@ -198,5 +212,13 @@ mod tests {
         assert_eq!(h.schema, 8);
         assert_eq!(h.positive_spans, vec![span(1, 1)]);
         assert_eq!(h.positive_deltas, vec![4]);
+    }
+
+    // Found by the proptest: a scale of 8 + 32 or more shifted an i32 by its width.
+    #[test]
+    fn a_scale_far_above_eight_merges_everything_without_overflow() {
+        let (s, d) = buckets_layout(&[1, 2, 3], 5, 40);
+        assert_eq!(d.iter().sum::<i64>(), 6);
+        assert_eq!(s.iter().map(|s| s.length).sum::<u32>() as usize, d.len());
     }
 }

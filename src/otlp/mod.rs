@@ -30,6 +30,8 @@ mod translate;
 mod wire;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use histogram::HistogramError;

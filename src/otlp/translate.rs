@@ -33,6 +33,10 @@ const MAX_EXEMPLAR_RUNES: usize = 128;
 /// `target_info` is repeated at this interval (half Prometheus' default lookback of 5 minutes)
 /// between a resource's earliest and latest data point, so it never goes stale in between.
 const TARGET_INFO_INTERVAL_NS: u64 = 150 * 1_000_000_000;
+/// At most this many `target_info` samples before the latest one, per resource: a resource
+/// whose points span years (a point at time 0 beside a current one) would otherwise make
+/// millions. 1,000 cover 41 hours of points in one push.
+const MAX_TARGET_INFO_SAMPLES: usize = 1_000;
 /// At most this many refusal reasons are kept for the answer's message.
 const MAX_REASONS: usize = 5;
 
@@ -675,7 +679,7 @@ impl Translator<'_> {
         }
         let mut ts = earliest;
         let mut times = Vec::new();
-        while ts < latest {
+        while ts < latest && times.len() < MAX_TARGET_INFO_SAMPLES {
             times.push(millis(ts));
             ts = ts.saturating_add(TARGET_INFO_INTERVAL_NS);
         }
