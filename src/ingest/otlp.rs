@@ -1,5 +1,5 @@
-//! OTLP/HTTP metrics pushes: `POST /opentelemetry/v1/metrics` (and `/opentelemetry/api/v1/push`,
-//! vmagent's paths, also under `/prometheus`) and `POST /api/v1/otlp/v1/metrics` (Prometheus 3's).
+//! OTLP/HTTP metrics pushes: `POST /opentelemetry/v1/metrics` and `/opentelemetry/api/v1/push`
+//! (vmagent's paths) and `POST /api/v1/otlp/v1/metrics` (Prometheus 3's).
 //!
 //! Answers as OTLP/HTTP specifies: 200 with an `ExportMetricsServiceResponse` in the request's
 //! encoding, with `partial_success` (`rejected_data_points` and the reasons) when some points
