@@ -374,3 +374,45 @@ async fn otlp_pushes_keep_their_tenant_and_a_bad_one_gets_an_otlp_status() {
     let message = answer["message"].as_str().unwrap_or_default();
     assert!(message.contains("cannot parse projectID"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_tenant_whose_path_fails_holds_back_no_other_tenant() {
+    let down = "/insert/1:0/prometheus/api/v1/write";
+    let vminsert = FakeStorage::new().failing_on(down).start().await;
+    let relay = Relay::with_storages::<&str>(&[])
+        .multitenant_storage(&vminsert.base_url())
+        .start()
+        .await;
+    let stuck = Pushes::new("held_back", 5, 2);
+    let flowing = Pushes::new("flowing", 5, 2);
+    for i in 0..5 {
+        for (tenant, pushes) in [("1", &stuck), ("2", &flowing)] {
+            let (status, body) = relay
+                .push_raw_to(
+                    &format!("/insert/{tenant}/prometheus/api/v1/write"),
+                    encode(&pushes.request(i)),
+                    &REMOTE_WRITE_HEADERS,
+                )
+                .await;
+            assert_eq!(status, 204, "{body}");
+        }
+    }
+
+    let by_path = at_vminsert(&vminsert, "flowing", flowing.sample_count()).await;
+    let path = "/insert/2:0/prometheus/api/v1/write";
+    assert_holds_exactly(path, &by_path[path], &flowing.expected());
+    let stuck_queue = relay
+        .wait_for_queue(0, "tenant 1:0 retrying with its backlog", |q| {
+            q["tenant"] == "1:0" && q["state"] == "retrying" && q["pending_blocks"] == 5
+        })
+        .await;
+    assert!(
+        stuck_queue["retries_total"].as_u64() > Some(0),
+        "{stuck_queue}"
+    );
+    assert!(vminsert.series_by_path("held_back").is_empty());
+
+    vminsert.heal();
+    let by_path = at_vminsert(&vminsert, "held_back", stuck.sample_count()).await;
+    assert_holds_exactly(down, &by_path[down], &stuck.expected());
+}

@@ -703,6 +703,8 @@ struct Behaviour {
     retry_after: Option<String>,
     refuse_marked_series: bool,
     delay: Duration,
+    /// Paths answered with the failure status while they are listed.
+    failing_paths: Arc<Mutex<Vec<String>>>,
 }
 
 /// A fake storage about to start.
@@ -733,6 +735,17 @@ impl FakeStorageBuilder {
     /// storage refuses an out-of-order or invalid sample.
     pub fn refuse_marked_series(mut self) -> Self {
         self.behaviour.refuse_marked_series = true;
+        self
+    }
+
+    /// Answers every request on `path` with the failure status (503 unless `failing_with`) until
+    /// [`FakeStorage::heal`], as one tenant of a cluster that is down.
+    pub fn failing_on(self, path: &str) -> Self {
+        self.behaviour
+            .failing_paths
+            .lock()
+            .expect("not poisoned")
+            .push(path.to_owned());
         self
     }
 
@@ -790,6 +803,7 @@ impl FakeStorage {
                 retry_after: None,
                 refuse_marked_series: false,
                 delay: Duration::ZERO,
+                failing_paths: Arc::default(),
             },
         }
     }
@@ -890,6 +904,16 @@ impl FakeStorage {
         .await
     }
 
+    /// Stops failing the paths given to [`FakeStorageBuilder::failing_on`].
+    pub fn heal(&self) {
+        self.shared
+            .behaviour
+            .failing_paths
+            .lock()
+            .expect("not poisoned")
+            .clear();
+    }
+
     /// Goes down: stops listening and closes its connections, so senders get connection errors.
     pub async fn stop(&mut self) {
         let (shutdown, server) = self.server.take().expect("the fake storage is not running");
@@ -940,7 +964,13 @@ async fn receive(
                 .any(|l| l.name == REFUSAL_MARK.0 && l.value == REFUSAL_MARK.1)
         })
     });
-    let (status, message) = if nth < behaviour.fail_first {
+    let failing_path = behaviour
+        .failing_paths
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .any(|p| p == uri.path());
+    let (status, message) = if nth < behaviour.fail_first || failing_path {
         (behaviour.fail_status, "failing on purpose")
     } else if request.is_err() {
         (400, "cannot decode the request")
