@@ -112,7 +112,9 @@ fn status(v: &PageView<'_>) -> Markup {
                         tr {
                             td colspan=(COLUMNS) .empty {
                                 @if v.ready {
-                                    "No storages are configured."
+                                    // At least one storage is always configured: only a
+                                    // multitenant storage has no queue until its first push.
+                                    "No queues yet: a multitenant storage opens one per tenant at the tenant's first push."
                                 } @else {
                                     "No storages yet: the queues are being opened."
                                 }

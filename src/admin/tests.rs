@@ -517,6 +517,20 @@ async fn status_page_shows_backlog_state_and_ingest_totals() {
 }
 
 #[tokio::test]
+async fn status_page_names_the_tenant_of_a_tenant_queue() {
+    let mut s = storage("vminsert-8480-a1b2");
+    s.tenant = Some("12:3".to_owned());
+    let body = page(vec![s]).await;
+    assert!(body.contains("tenant 12:3"), "{body}");
+}
+
+#[tokio::test]
+async fn status_page_without_queues_once_ready_says_tenant_queues_open_at_first_push() {
+    let body = page(vec![]).await;
+    assert!(body.contains("opens one per tenant"), "{body}");
+}
+
+#[tokio::test]
 async fn status_page_says_when_queues_are_still_opening() {
     let source = Arc::new(Fixed {
         storages: vec![],
