@@ -11,10 +11,12 @@
 //!   scraper and text import; it does not know where the bytes came from.
 //! - [`stats`]: the ingest counters (samples per source, refusals by reason) that ingest and the
 //!   scraper bump and admin renders.
-//! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits.
+//! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits, vminsert's
+//!   `/insert/<tenant>/...` paths.
 //! - [`otlp`]: OTLP metrics wire types and their translation into a remote-write 1.0
 //!   `WriteRequest`, as Prometheus 3 does by default; no I/O, no HTTP.
-//! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order).
+//! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order); a
+//!   multitenant storage (vminsert cluster) has one of each per tenant.
 //! - [`server`]: builds the parts from a [`config::Config`] and serves until shutdown (what the
 //!   binary and the end-to-end tests run).
 //! - [`outbound`]: every outgoing HTTP request: the one client builder (TLS, auth headers,
