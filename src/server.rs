@@ -79,10 +79,21 @@ impl StatusSource for App {
     }
 }
 
+/// A translated OTLP push may be at most this many times `--max-request-bytes` (encoded):
+/// ordinary pushes grow 2 to 3 times (every series repeats its labels), a histogram of thousands
+/// of buckets far more.
+const OTLP_MAX_GROWTH: usize = 4;
+
 /// The OTLP translation settings the `otlp:` section asks for.
-fn otlp_settings(cfg: &crate::config::OtlpConfig) -> crate::otlp::Settings {
+fn otlp_settings(
+    cfg: &crate::config::OtlpConfig,
+    max_request_bytes: usize,
+) -> crate::otlp::Settings {
     use crate::config::OtlpTranslationStrategy as Strategy;
-    let mut settings = crate::otlp::Settings::default();
+    let mut settings = crate::otlp::Settings {
+        max_output_bytes: max_request_bytes.saturating_mul(OTLP_MAX_GROWTH),
+        ..crate::otlp::Settings::default()
+    };
     settings.namer.with_suffixes =
         cfg.translation_strategy == Strategy::UnderscoreEscapingWithSuffixes;
     settings
@@ -107,7 +118,10 @@ pub async fn run(
         open_wait: ingest::OPEN_WAIT,
         metrics: Arc::clone(&app.metrics),
         max_request_bytes: usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
-        otlp: otlp_settings(&cfg.otlp),
+        otlp: otlp_settings(
+            &cfg.otlp,
+            usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
+        ),
     });
     let router = ingest::router(ingest_state).merge(admin::router(Arc::<App>::clone(&app)));
 
@@ -213,12 +227,20 @@ mod otlp_settings_tests {
 
     #[test]
     fn the_otlp_section_sets_the_translation() {
-        let settings = otlp_settings(&OtlpConfig {
-            translation_strategy: OtlpTranslationStrategy::UnderscoreEscapingWithoutSuffixes,
-            promote_resource_attributes: vec!["host.name".to_owned()],
-        });
+        let settings = otlp_settings(
+            &OtlpConfig {
+                translation_strategy: OtlpTranslationStrategy::UnderscoreEscapingWithoutSuffixes,
+                promote_resource_attributes: vec!["host.name".to_owned()],
+            },
+            1 << 20,
+        );
         assert!(!settings.namer.with_suffixes);
         assert_eq!(settings.promote_resource_attributes, vec!["host.name"]);
-        assert!(otlp_settings(&OtlpConfig::default()).namer.with_suffixes);
+        assert_eq!(settings.max_output_bytes, 4 << 20);
+        assert!(
+            otlp_settings(&OtlpConfig::default(), 1 << 20)
+                .namer
+                .with_suffixes
+        );
     }
 }

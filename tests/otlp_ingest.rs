@@ -11,8 +11,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    metric, number_data_point,
+    AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use promrelay::otlp::Status;
@@ -307,6 +307,47 @@ async fn a_gzip_bomb_is_refused_with_413() {
         &[PROTOBUF, ("content-encoding", "gzip")],
         413,
         "max-request-bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_push_that_translates_into_a_huge_request_is_refused_with_413() {
+    // 36 KiB of protobuf (under the limit): one histogram point of 2,000 buckets with 4 KiB of attributes, which
+    // becomes 2,000 series of 4 KiB of labels each (8 MiB, past 4 times the 64 KiB limit).
+    let attributes = (0..20)
+        .map(|i| KeyValue {
+            key: format!("attribute_{i}"),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("v".repeat(200))),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let histogram = Metric {
+        name: "wide".to_owned(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![HistogramDataPoint {
+                attributes,
+                time_unix_nano: now_ns(),
+                count: 2_000,
+                bucket_counts: vec![1; 2_000],
+                explicit_bounds: (1..2_000).map(f64::from).collect(),
+                ..Default::default()
+            }],
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+        })),
+        ..Default::default()
+    };
+    let body = request(vec![histogram]).encode_to_vec();
+    assert!(body.len() < 48 << 10, "{} bytes", body.len());
+
+    assert_refused_and_nothing_queued(
+        &["--max-request-bytes", "64KiB"],
+        body,
+        &[PROTOBUF],
+        413,
+        "smaller batches",
     )
     .await;
 }

@@ -128,6 +128,16 @@ async fn handle_otlp(
     };
     let translation = otlp::translate(&request, &st.otlp);
     drop(request);
+    if translation.over_limit {
+        return refuse(
+            m,
+            Reject::TooLarge,
+            format_args!(
+                "the request translates into more than {} bytes of remote-write (a multiple of --max-request-bytes {limit}): send smaller batches",
+                st.otlp.max_output_bytes
+            ),
+        );
+    }
     if translation.accepted_points == 0 && translation.rejected_points > 0 {
         return refuse(
             m,

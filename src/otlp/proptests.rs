@@ -292,6 +292,7 @@ proptest! {
         for settings in [Settings::default(), Settings {
             namer: MetricNamer { namespace: String::new(), with_suffixes: false },
             promote_resource_attributes: vec!["service.name".to_owned(), "a".to_owned()],
+            ..Settings::default()
         }] {
             let t = translate(&req, &settings);
             prop_assert_eq!(t.accepted_points + t.rejected_points, points_in(&req));

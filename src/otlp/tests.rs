@@ -586,3 +586,38 @@ fn a_response_with_refusals_carries_partial_success() {
     );
     assert_eq!(encode_response(0, "", Format::Json), b"{}");
 }
+
+#[test]
+fn translation_stops_past_max_output_bytes() {
+    let settings = Settings {
+        max_output_bytes: 300,
+        ..Settings::default()
+    };
+    let points = (0..50)
+        .map(|i| number(f64::from(i), vec![kv("i", &i.to_string())]))
+        .collect();
+    let t = translate(&request_of(vec![gauge("g", "", points)]), &settings);
+    assert!(t.over_limit);
+    assert!(t.request.timeseries.len() < 50);
+    let small = translate(
+        &request_of(vec![gauge("g", "", vec![number(1.0, vec![])])]),
+        &Settings::default(),
+    );
+    assert!(!small.over_limit);
+    assert_eq!(
+        small.encoded_bytes,
+        prost::Message::encoded_len(&small.request) - metadata_len(&small)
+    );
+}
+
+/// Bytes of the metadata entries (field 3), which the output bound does not count.
+fn metadata_len(t: &Translation) -> usize {
+    t.request
+        .metadata
+        .iter()
+        .map(|m| {
+            let n = prost::Message::encoded_len(m);
+            1 + prost::encoding::encoded_len_varint(n as u64) + n
+        })
+        .sum()
+}

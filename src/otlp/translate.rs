@@ -48,6 +48,10 @@ pub struct Settings {
     /// Resource attributes copied onto every series of the resource
     /// (`promote_resource_attributes`; none by default).
     pub promote_resource_attributes: Vec<String>,
+    /// Translation stops once the encoded `WriteRequest` passes this many bytes
+    /// ([`Translation::over_limit`]): one OTLP histogram point of many buckets becomes as many
+    /// series, each with every label, so a small body can translate into a huge one.
+    pub max_output_bytes: usize,
 }
 
 impl Default for Settings {
@@ -58,6 +62,7 @@ impl Default for Settings {
                 with_suffixes: true,
             },
             promote_resource_attributes: Vec::new(),
+            max_output_bytes: usize::MAX,
         }
     }
 }
@@ -79,6 +84,11 @@ pub struct Translation {
     pub reasons: Vec<String>,
     /// How many refusals were not kept in `reasons`.
     pub more_reasons: usize,
+    /// Bytes of `request`'s series once encoded (the family metadata aside).
+    pub encoded_bytes: usize,
+    /// The translation passed [`Settings::max_output_bytes`] and stopped: the request must be
+    /// refused whole (413), `request` is incomplete.
+    pub over_limit: bool,
 }
 
 impl Translation {
@@ -135,6 +145,10 @@ pub fn translate(req: &ExportMetricsServiceRequest, settings: &Settings) -> Tran
                     latest = latest.max(ts);
                 }
                 t.metric(m, &resource);
+                if t.full() {
+                    t.out.over_limit = true;
+                    return t.out;
+                }
             }
         }
         if earliest != u64::MAX {
@@ -433,7 +447,7 @@ impl Translator<'_> {
 
     fn push_sample(&mut self, labels: Vec<Label>, value: f64, ts: i64, exemplars: Vec<Exemplar>) {
         self.out.samples += 1;
-        self.out.request.timeseries.push(TimeSeries {
+        self.push_series(TimeSeries {
             labels,
             samples: vec![Sample {
                 value,
@@ -442,6 +456,18 @@ impl Translator<'_> {
             exemplars,
             histograms: Vec::new(),
         });
+    }
+
+    fn push_series(&mut self, series: TimeSeries) {
+        let len = prost::Message::encoded_len(&series);
+        // Field 1's tag, the length prefix, the series.
+        self.out.encoded_bytes += 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+        self.out.request.timeseries.push(series);
+    }
+
+    /// Whether the output passed [`Settings::max_output_bytes`].
+    fn full(&self) -> bool {
+        self.out.encoded_bytes > self.settings.max_output_bytes
     }
 
     fn metric(&mut self, m: &Metric, resource: &ResourceContext) {
@@ -492,26 +518,41 @@ impl Translator<'_> {
         match &m.data {
             Some(metric::Data::Gauge(g)) => {
                 for p in &g.data_points {
+                    if self.full() {
+                        return;
+                    }
                     self.number_point(p, &family, resource, false);
                 }
             }
             Some(metric::Data::Sum(s)) => {
                 for p in &s.data_points {
+                    if self.full() {
+                        return;
+                    }
                     self.number_point(p, &family, resource, true);
                 }
             }
             Some(metric::Data::Histogram(h)) => {
                 for p in &h.data_points {
+                    if self.full() {
+                        return;
+                    }
                     self.histogram_point(p, &family, resource);
                 }
             }
             Some(metric::Data::ExponentialHistogram(h)) => {
                 for p in &h.data_points {
+                    if self.full() {
+                        return;
+                    }
                     self.exponential_point(p, &family, resource);
                 }
             }
             Some(metric::Data::Summary(s)) => {
                 for p in &s.data_points {
+                    if self.full() {
+                        return;
+                    }
                     self.summary_point(p, &family, resource);
                 }
             }
@@ -609,7 +650,7 @@ impl Translator<'_> {
             Err(e) => return self.out.refuse(1, format_args!("metric {family:?}: {e}")),
         };
         self.out.histograms += 1;
-        self.out.request.timeseries.push(TimeSeries {
+        self.push_series(TimeSeries {
             labels: Self::labels_with(&base, family, None),
             samples: Vec::new(),
             exemplars: p.exemplars.iter().map(exemplar).collect(),
