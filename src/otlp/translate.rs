@@ -119,6 +119,8 @@ pub fn translate(req: &ExportMetricsServiceRequest, settings: &Settings) -> Tran
         label_cache: HashMap::new(),
         families: HashSet::new(),
         target_info_seen: HashSet::new(),
+        le_bounds: Vec::new(),
+        le_values: Vec::new(),
     };
     for rm in &req.resource_metrics {
         let empty = Vec::new();
@@ -177,6 +179,9 @@ struct Translator<'a> {
     families: HashSet<String>,
     /// `(labels hash, timestamp)` of target_info samples already written.
     target_info_seen: HashSet<(u64, i64)>,
+    /// The explicit bounds of the last histogram point, and their `le` values.
+    le_bounds: Vec<f64>,
+    le_values: Vec<String>,
 }
 
 /// Labels under construction: sorted by name, set/get like Prometheus' `labels.Builder`.
@@ -615,14 +620,23 @@ impl Translator<'_> {
         let mut next = 0;
         let mut cumulative = 0u64;
         let bucket = format!("{family}_bucket");
-        for (bound, n) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
+        // The points of a histogram nearly always share their bounds: format them once.
+        if self.le_bounds != p.explicit_bounds {
+            self.le_bounds.clone_from(&p.explicit_bounds);
+            self.le_values = p
+                .explicit_bounds
+                .iter()
+                .map(|b| GoFloat(*b).to_string())
+                .collect();
+        }
+        for (i, (bound, n)) in p.explicit_bounds.iter().zip(&p.bucket_counts).enumerate() {
             cumulative = cumulative.saturating_add(*n);
             let start = next;
             while next < exemplars.len() && exemplars[next].value <= *bound {
                 next += 1;
             }
-            let labels =
-                Self::labels_with(&base, &bucket, Some(("le", GoFloat(*bound).to_string())));
+            let le = self.le_values[i].clone();
+            let labels = Self::labels_with(&base, &bucket, Some(("le", le)));
             self.push_sample(
                 labels,
                 stale_or(p.flags, cumulative as f64),
