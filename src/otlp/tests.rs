@@ -621,3 +621,12 @@ fn metadata_len(t: &Translation) -> usize {
         })
         .sum()
 }
+
+#[test]
+fn json_bodies_may_write_64_bit_integers_as_numbers() {
+    let body = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":
+      {"dataPoints":[{"asInt":5,"timeUnixNano":1700000000123456789}]}}]}]}]}"#;
+    let req = decode_request(body, Format::Json).unwrap();
+    let t = translate(&req, &Settings::default());
+    assert_eq!(samples(&t), vec![("g{}".to_string(), 5.0, T_MS)]);
+}
