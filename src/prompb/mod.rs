@@ -33,6 +33,7 @@ mod example;
 mod snappy;
 mod types;
 mod validate;
+mod wire;
 
 #[cfg(test)]
 mod golden_tests;
