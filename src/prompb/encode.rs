@@ -10,7 +10,7 @@ pub struct WriteRequestEncoder {
     series: usize,
 }
 
-fn varint_len(mut v: u64) -> usize {
+pub(super) fn varint_len(mut v: u64) -> usize {
     let mut n = 1;
     while v >= 0x80 {
         v >>= 7;
@@ -19,7 +19,7 @@ fn varint_len(mut v: u64) -> usize {
     n
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -28,12 +28,24 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Bytes of a `Label` message body.
-fn label_len(name: &str, value: &str) -> usize {
+pub(super) fn label_len(name: &[u8], value: &[u8]) -> usize {
     1 + varint_len(name.len() as u64)
         + name.len()
         + 1
         + varint_len(value.len() as u64)
         + value.len()
+}
+
+/// Appends one label as a `TimeSeries.labels` (or `Exemplar.labels`: also field 1) entry.
+pub(super) fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.push(0x0a); // TimeSeries.labels, field 1
+    put_varint(out, label_len(name, value) as u64);
+    out.push(0x0a); // Label.name
+    put_varint(out, name.len() as u64);
+    out.extend_from_slice(name);
+    out.push(0x12); // Label.value
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
 }
 
 /// Bytes of a `Sample` message body: double value (field 1) and int64 timestamp (field 2).
@@ -64,14 +76,7 @@ where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
     for (n, v) in labels {
-        out.push(0x0a); // TimeSeries.labels, field 1
-        put_varint(out, label_len(n, v) as u64);
-        out.push(0x0a); // Label.name
-        put_varint(out, n.len() as u64);
-        out.extend_from_slice(n.as_bytes());
-        out.push(0x12); // Label.value
-        put_varint(out, v.len() as u64);
-        out.extend_from_slice(v.as_bytes());
+        put_label(out, n.as_bytes(), v.as_bytes());
     }
 }
 
@@ -96,7 +101,7 @@ impl WriteRequestEncoder {
             .clone()
             .into_iter()
             .map(|(n, v)| {
-                let l = label_len(n, v);
+                let l = label_len(n.as_bytes(), v.as_bytes());
                 1 + varint_len(l as u64) + l
             })
             .sum();

@@ -1,4 +1,5 @@
-//! The Prometheus remote-write 1.0 wire format: protobuf messages and the snappy block framing.
+//! The Prometheus remote-write wire formats: 1.0 protobuf messages and the snappy block framing,
+//! and 2.0 requests converted to 1.0 (submodule [`v2`]).
 //!
 //! Owns: hand-written prost structs that mirror `prompb/types.proto` and `prompb/remote.proto` of
 //! Prometheus (field numbers are the contract; never renumber), so the project needs no protoc;
@@ -24,6 +25,8 @@
 //! - `validate`: [`validate_write_request`] and [`WriteSummary`].
 //! - `snappy`: [`decompress_bounded`], [`compress`], their buffer-reusing variants, and
 //!   [`concat_blocks_into`].
+//! - `wire`: the protobuf cursor both the validator and the 2.0 converter walk with.
+//! - [`v2`]: remote-write 2.0: generated types, the bounded 2.0 -> 1.0 converter.
 //! - `error`: [`WireError`].
 //! - `example`: [`example_write_request`], realistic load for tests and benchmarks.
 
@@ -32,6 +35,7 @@ mod error;
 mod example;
 mod snappy;
 mod types;
+pub mod v2;
 mod validate;
 mod wire;
 

@@ -138,7 +138,7 @@ fn write_request() -> impl Strategy<Value = WriteRequest> {
 // ---- damage ----
 
 #[derive(Debug, Clone)]
-enum Mutation {
+pub(super) enum Mutation {
     Xor(Index, u8),
     Set(Index, u8),
     Insert(Index, u8),
@@ -147,7 +147,7 @@ enum Mutation {
 }
 
 impl Mutation {
-    fn apply(&self, bytes: &mut Vec<u8>) {
+    pub(super) fn apply(&self, bytes: &mut Vec<u8>) {
         if bytes.is_empty() {
             if let Mutation::Insert(_, b) = self {
                 bytes.push(*b);
@@ -175,7 +175,7 @@ impl Mutation {
     }
 }
 
-fn mutation() -> impl Strategy<Value = Mutation> {
+pub(super) fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         3 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Mutation::Xor(i, b)),
         // Bytes that are keys or boundaries in this schema make structural damage likelier.

@@ -18,9 +18,8 @@
 //!
 //! Must not: allocate, or decode values it does not need (timestamps and floats are only skipped).
 
-use super::wire::{LEN, Reader};
+use super::wire::{Key, LEN, Reader};
 use super::{WireError, WriteRequest};
-
 
 /// `TimeSeries.labels` (field 1, length-delimited) as its one-byte key.
 const LABELS_KEY: u8 = (1 << 3) | LEN;
@@ -207,27 +206,33 @@ fn exemplar(mut r: Reader<'_>) -> Result<(), WireError> {
 
 fn histogram(mut r: Reader<'_>) -> Result<(), WireError> {
     while let Some(f) = r.next_field()? {
-        match f.number {
-            1 => r.varint_field(f, "Histogram.count_int")?,
-            2 => r.fixed64(f, "Histogram.count_float")?,
-            3 => r.fixed64(f, "Histogram.sum")?,
-            4 => r.varint_field(f, "Histogram.schema")?,
-            5 => r.fixed64(f, "Histogram.zero_threshold")?,
-            6 => r.varint_field(f, "Histogram.zero_count_int")?,
-            7 => r.fixed64(f, "Histogram.zero_count_float")?,
-            8 => bucket_span(r.message(f, "Histogram.negative_spans")?)?,
-            9 => r.repeated_varint(f, "Histogram.negative_deltas")?,
-            10 => r.repeated_fixed64(f, "Histogram.negative_counts")?,
-            11 => bucket_span(r.message(f, "Histogram.positive_spans")?)?,
-            12 => r.repeated_varint(f, "Histogram.positive_deltas")?,
-            13 => r.repeated_fixed64(f, "Histogram.positive_counts")?,
-            14 => r.varint_field(f, "Histogram.reset_hint")?,
-            15 => r.varint_field(f, "Histogram.timestamp")?,
-            16 => r.repeated_fixed64(f, "Histogram.custom_values")?,
-            _ => r.skip(f)?,
-        }
+        histogram_field(&mut r, f)?;
     }
     Ok(())
+}
+
+/// Checks (and steps over) one field of a native `Histogram`, which remote-write 1.0 and 2.0
+/// share field for field (2.0 adds `start_timestamp` = 17, unknown here and skipped).
+pub(super) fn histogram_field(r: &mut Reader<'_>, f: Key) -> Result<(), WireError> {
+    match f.number {
+        1 => r.varint_field(f, "Histogram.count_int"),
+        2 => r.fixed64(f, "Histogram.count_float"),
+        3 => r.fixed64(f, "Histogram.sum"),
+        4 => r.varint_field(f, "Histogram.schema"),
+        5 => r.fixed64(f, "Histogram.zero_threshold"),
+        6 => r.varint_field(f, "Histogram.zero_count_int"),
+        7 => r.fixed64(f, "Histogram.zero_count_float"),
+        8 => bucket_span(r.message(f, "Histogram.negative_spans")?),
+        9 => r.repeated_varint(f, "Histogram.negative_deltas"),
+        10 => r.repeated_fixed64(f, "Histogram.negative_counts"),
+        11 => bucket_span(r.message(f, "Histogram.positive_spans")?),
+        12 => r.repeated_varint(f, "Histogram.positive_deltas"),
+        13 => r.repeated_fixed64(f, "Histogram.positive_counts"),
+        14 => r.varint_field(f, "Histogram.reset_hint"),
+        15 => r.varint_field(f, "Histogram.timestamp"),
+        16 => r.repeated_fixed64(f, "Histogram.custom_values"),
+        _ => r.skip(f),
+    }
 }
 
 fn bucket_span(mut r: Reader<'_>) -> Result<(), WireError> {

@@ -22,6 +22,7 @@ pub(super) struct Key {
 
 /// A cursor over one message's bytes. `base` is where `data` starts in the whole request, so
 /// errors report offsets into the request, not into the nested message.
+#[derive(Clone, Copy)]
 pub(super) struct Reader<'a> {
     pub(super) data: &'a [u8],
     pub(super) pos: usize,
@@ -185,7 +186,11 @@ impl<'a> Reader<'a> {
     }
 
     /// A `repeated double`: one unpacked value, or a packed run of 8-byte values.
-    pub(super) fn repeated_fixed64(&mut self, f: Key, field: &'static str) -> Result<(), WireError> {
+    pub(super) fn repeated_fixed64(
+        &mut self,
+        f: Key,
+        field: &'static str,
+    ) -> Result<(), WireError> {
         match f.wire {
             FIXED64 => self.skip_fixed(8),
             LEN => {
@@ -214,6 +219,67 @@ impl<'a> Reader<'a> {
         }
         self.pos += width;
         Ok(())
+    }
+
+    /// The bytes of a `string` field, checked to be UTF-8.
+    #[inline(always)]
+    pub(super) fn string_bytes(
+        &mut self,
+        f: Key,
+        field: &'static str,
+    ) -> Result<&'a [u8], WireError> {
+        self.expect(f, LEN, field)?;
+        let s = self.len_delimited()?;
+        if s.data.is_ascii() || std::str::from_utf8(s.data).is_ok() {
+            Ok(s.data)
+        } else {
+            Err(WireError::InvalidUtf8 {
+                offset: s.base,
+                field,
+            })
+        }
+    }
+
+    /// The value of a `double` field.
+    #[inline(always)]
+    pub(super) fn fixed64_value(&mut self, f: Key, field: &'static str) -> Result<f64, WireError> {
+        self.expect(f, FIXED64, field)?;
+        let Some(bytes) = self.data.get(self.pos..).and_then(|d| d.first_chunk::<8>()) else {
+            return Err(WireError::Truncated {
+                offset: self.base + self.pos,
+            });
+        };
+        self.pos += 8;
+        Ok(f64::from_le_bytes(*bytes))
+    }
+
+    /// The raw value of a varint-encoded scalar field (callers narrow it as prost does).
+    #[inline(always)]
+    pub(super) fn varint_value(&mut self, f: Key, field: &'static str) -> Result<u64, WireError> {
+        self.expect(f, VARINT, field)?;
+        self.varint()
+    }
+
+    /// Each value of a `repeated` varint field (`uint32`, `sint64`, ...): one unpacked varint, or
+    /// a packed run of them.
+    #[inline]
+    pub(super) fn each_varint<E: From<WireError>>(
+        &mut self,
+        f: Key,
+        field: &'static str,
+        mut each: impl FnMut(u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match f.wire {
+            VARINT => each(self.varint()?),
+            LEN => {
+                let mut run = self.len_delimited()?;
+                while run.pos < run.data.len() {
+                    each(run.varint()?)?;
+                }
+                Ok(())
+            }
+            _ => Err(wrong_wire_type(f, field, "varint or length-delimited").into()),
+        }
     }
 
     /// Skips an unknown field of any wire type `next_field` lets through.
