@@ -21,14 +21,17 @@ pub enum Source {
     Scrape,
     /// OTLP/HTTP metrics pushes (samples counted after translation, histograms as one each).
     Otlp,
+    /// Remote-write 2.0 requests (converted to 1.0 at ingest).
+    RemoteWriteV2,
 }
 
 impl Source {
-    pub const ALL: [Source; 4] = [
+    pub const ALL: [Source; 5] = [
         Source::RemoteWrite,
         Source::Import,
         Source::Scrape,
         Source::Otlp,
+        Source::RemoteWriteV2,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -36,6 +39,26 @@ impl Source {
             Source::Import => "import",
             Source::Scrape => "scrape",
             Source::Otlp => "otlp",
+            Source::RemoteWriteV2 => "remote_write_v2",
+        }
+    }
+}
+
+/// Why samples of an accepted request were left out (the `reason` label of
+/// `promrelay_ingest_dropped_samples_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// Remote-write 2.0 native histograms with custom buckets (schema -53), which 1.0 storages
+    /// older than Prometheus 3 refuse.
+    CustomBucketsHistogram,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 1] = [DropReason::CustomBucketsHistogram];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::CustomBucketsHistogram => "custom_buckets_histogram",
         }
     }
 }
@@ -100,6 +123,7 @@ pub struct IngestMetrics {
     samples: [AtomicU64; Source::ALL.len()],
     accepted_requests: [AtomicU64; Source::ALL.len()],
     rejected: [AtomicU64; Reject::ALL.len()],
+    dropped: [AtomicU64; DropReason::ALL.len()],
     /// Cumulative bucket counts of accepted and rejected remote-write/import requests.
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
@@ -115,6 +139,8 @@ pub struct IngestSnapshot {
     pub accepted_requests: Vec<(Source, u64)>,
     /// `(reason, refused requests)`.
     pub rejected_requests: Vec<(Reject, u64)>,
+    /// `(reason, samples left out of accepted requests)`.
+    pub dropped_samples: Vec<(DropReason, u64)>,
     /// `(upper bound seconds, cumulative count)` for each bucket, without `+Inf`.
     pub duration_buckets: Vec<(f64, u64)>,
     pub duration_count: u64,
@@ -135,6 +161,15 @@ impl IngestMetrics {
         let i = source_index(source);
         self.samples[i].fetch_add(samples, Ordering::Relaxed);
         self.accepted_requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts samples left out of an accepted request.
+    pub fn dropped(&self, reason: DropReason, samples: u64) {
+        let i = DropReason::ALL
+            .iter()
+            .position(|x| *x == reason)
+            .unwrap_or(0);
+        self.dropped[i].fetch_add(samples, Ordering::Relaxed);
     }
 
     /// Counts a refused request.
@@ -174,6 +209,11 @@ impl IngestMetrics {
                 .iter()
                 .map(|r| (*r, self.rejected[reject_index(*r)].load(Ordering::Relaxed)))
                 .collect(),
+            dropped_samples: DropReason::ALL
+                .iter()
+                .zip(&self.dropped)
+                .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+                .collect(),
             duration_buckets: DURATION_BUCKETS
                 .iter()
                 .enumerate()
@@ -188,6 +228,17 @@ impl IngestMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_samples_are_counted_by_reason() {
+        let m = IngestMetrics::default();
+        m.dropped(DropReason::CustomBucketsHistogram, 3);
+        m.dropped(DropReason::CustomBucketsHistogram, 2);
+        assert_eq!(
+            m.snapshot().dropped_samples,
+            [(DropReason::CustomBucketsHistogram, 5)]
+        );
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {
@@ -208,7 +259,9 @@ mod tests {
         m.accepted(Source::RemoteWrite, 10);
         m.accepted(Source::Import, 3);
         m.rejected(Reject::TooLarge);
+        m.accepted(Source::RemoteWriteV2, 4);
         let s = m.snapshot();
+        assert_eq!(s.samples[4], (Source::RemoteWriteV2, 4));
         assert_eq!(s.samples[0], (Source::RemoteWrite, 10));
         assert_eq!(s.samples[1], (Source::Import, 3));
         assert_eq!(s.accepted_requests[0], (Source::RemoteWrite, 1));

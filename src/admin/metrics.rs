@@ -334,6 +334,20 @@ impl Writer<'_> {
                 );
             }
         }
+        if !ingest.dropped_samples.is_empty() {
+            self.header(
+                "promrelay_ingest_dropped_samples_total",
+                "counter",
+                "Samples left out of accepted requests because storages cannot take them, by reason.",
+            );
+            for (reason, n) in &ingest.dropped_samples {
+                self.sample(
+                    "promrelay_ingest_dropped_samples_total",
+                    &[("reason", reason.as_str())],
+                    Value::Int(*n),
+                );
+            }
+        }
         self.histogram(
             "promrelay_ingest_request_duration_seconds",
             "How long receiving a push took, accepted or refused.",

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use super::{StatusSource, router};
 use crate::forward::{SenderState, StorageStatus};
-use crate::stats::{IngestSnapshot, Reject, Source};
+use crate::stats::{DropReason, IngestSnapshot, Reject, Source};
 
 /// A storage with every figure distinct and non-zero, so a test can tell them apart.
 pub(crate) fn storage(id: &str) -> StorageStatus {
@@ -60,6 +60,7 @@ fn ingest() -> IngestSnapshot {
             (Reject::UnsupportedMediaType, 0),
             (Reject::QueueUnavailable, 0),
         ],
+        dropped_samples: vec![(DropReason::CustomBucketsHistogram, 7)],
         duration_buckets: vec![(0.001, 100), (0.01, 380), (0.1, 404), (1.0, 405)],
         duration_count: 406,
         duration_sum_seconds: 2.75,
@@ -401,6 +402,9 @@ async fn metrics_ingest_counters_are_labelled_by_source_and_reason() {
     assert!(text.contains("promrelay_ingest_requests_total{source=\"import\"} 3\n"));
     assert!(text.contains("promrelay_rejected_requests_total{reason=\"bad_body\"} 2\n"));
     assert!(text.contains("promrelay_rejected_requests_total{reason=\"queue_unavailable\"} 0\n"));
+    assert!(text.contains(
+        "promrelay_ingest_dropped_samples_total{reason=\"custom_buckets_histogram\"} 7\n"
+    ));
 }
 
 #[tokio::test]

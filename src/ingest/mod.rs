@@ -3,7 +3,8 @@
 //! # Owns
 //! `POST /api/v1/write` (also `/api/v1/push` and the same under `/prometheus`): Prometheus
 //! remote-write 1.0, a protobuf `WriteRequest` compressed as a snappy **block** (or zstd, or gzip:
-//! `encoding`). `POST /api/v1/import/prometheus`: a text exposition (Prometheus text, or
+//! `encoding`), and remote-write 2.0 (by Content-Type), converted to 1.0 before queueing. `POST
+//! /api/v1/import/prometheus`: a text exposition (Prometheus text, or
 //! OpenMetrics when the Content-Type says `application/openmetrics-text`), parsed strictly. `POST
 //! /opentelemetry/v1/metrics`, `/opentelemetry/api/v1/push` and `/api/v1/otlp/v1/metrics`:
 //! OTLP/HTTP metrics (protobuf or JSON), translated by the otlp module. The same under
@@ -31,9 +32,10 @@
 //! Block on a slow storage: it only appends to queues; senders run on their own.
 //!
 //! # Layout
-//! One file per protocol, each with its handler: `remote_write` (remote-write pushes), `import`
-//! (text pushes), `otlp` (OTLP/HTTP metrics pushes, answered as OTLP/HTTP specifies); `tenant`
-//! (the `/insert/<tenant>/...` routes and their tenant). `encoding`: bounded decompression by
+//! One file per protocol, each with its handler: `remote_write` (remote-write pushes; 1.0, and the
+//! Content-Type dispatch), `remote_write_v2` (2.0 pushes, converted to 1.0), `import` (text
+//! pushes), `otlp` (OTLP/HTTP metrics pushes, answered as OTLP/HTTP specifies); `tenant` (the
+//! `/insert/<tenant>/...` routes and their tenant). `encoding`: bounded decompression by
 //! `Content-Encoding`, for every protocol. `opening`: [`FanoutSlot`], the queues as a push sees
 //! them while the process starts. This file holds what they share: the state, the routes,
 //! refusals and queueing.
@@ -43,6 +45,7 @@ mod import;
 mod opening;
 mod otlp;
 mod remote_write;
+mod remote_write_v2;
 mod tenant;
 
 pub use opening::{FanoutSlot, OPEN_WAIT};
