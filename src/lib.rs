@@ -4,7 +4,8 @@
 //! - [`queue`]: one directory of chunk files per storage: append, read, acknowledge, recover, size cap;
 //!   [`queue::offline`] examines queue directories read-only (`promrelay queue verify|inspect`).
 //!   A library with no knowledge of HTTP or protobuf. Its on-disk format is `queue-format.md`.
-//! - [`prompb`]: the remote-write wire format (protobuf messages, snappy framing, one-pass validation).
+//! - [`prompb`]: the remote-write wire formats (protobuf messages, snappy framing, one-pass validation;
+//!   2.0 requests converted to 1.0 in `prompb::v2`).
 //! - [`config`]: command-line flags and the optional YAML file, validated into one [`config::Config`].
 //! - [`relabel`]: Prometheus `relabel_config` semantics over label sets.
 //! - [`exposition`]: Prometheus text / OpenMetrics parsing and series building, shared by the

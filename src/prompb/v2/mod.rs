@@ -45,6 +45,7 @@
 
 mod convert;
 mod error;
+mod example;
 
 #[cfg(test)]
 mod oracle;
@@ -55,6 +56,7 @@ mod tests;
 
 pub use convert::{CUSTOM_BUCKETS_SCHEMA, Converter, V2Summary};
 pub use error::V2Error;
+pub use example::example_request;
 
 /// The remote-write 2.0 messages (`io.prometheus.write.v2`), generated from `proto/`.
 #[allow(
