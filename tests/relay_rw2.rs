@@ -39,7 +39,14 @@ impl Answer {
 
 /// POSTs `body` with `headers` to the relay's remote-write path.
 async fn post(relay: &Relay, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
-    let mut request = http_client().post(relay.remote_write_url()).body(body);
+    post_to(relay, "/api/v1/write", body, headers).await
+}
+
+/// POSTs `body` with `headers` to `path` on the relay.
+async fn post_to(relay: &Relay, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
+    let mut request = http_client()
+        .post(format!("{}{path}", relay.url()))
+        .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -383,6 +390,53 @@ async fn zstd_and_gzip_2_0_bodies_are_converted_too() {
         .samples_at_least(pushes.metric(), pushes.sample_count())
         .await;
     assert_holds_exactly("the fake storage", &held, &pushes.expected());
+}
+
+#[tokio::test]
+async fn a_2_0_push_to_a_tenant_path_keeps_its_tenant() {
+    let vminsert = FakeStorage::new().start().await;
+    let relay = Relay::with_storages::<&str>(&[])
+        .multitenant_storage(&vminsert.base_url())
+        .start()
+        .await;
+    let pushes = Pushes::new("rw2_tenant", 1, 4);
+    let body = V2::from_v1(&pushes.request(0)).snappy();
+
+    let answer = post_to(
+        &relay,
+        "/insert/3:4/prometheus/api/v1/write",
+        body,
+        &V2_HEADERS,
+    )
+    .await;
+
+    assert_eq!(
+        (answer.status, answer.written()),
+        (204, [4, 0, 0]),
+        "{answer:?}"
+    );
+    let by_path = common::eventually(
+        "the tenant's samples at the fake vminsert",
+        std::time::Duration::from_secs(10),
+        || async {
+            let by_path = vminsert.series_by_path(pushes.metric());
+            if by_path.is_empty() {
+                Err("nothing yet".to_owned())
+            } else {
+                Ok(by_path)
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        by_path.keys().collect::<Vec<_>>(),
+        ["/insert/3:4/prometheus/api/v1/write"]
+    );
+    assert_holds_exactly(
+        "the tenant",
+        &by_path["/insert/3:4/prometheus/api/v1/write"],
+        &pushes.expected(),
+    );
 }
 
 /// Sends `body` as 2.0 with `headers`, expects `status` with zero `-Written` headers and a
