@@ -7,8 +7,8 @@
 mod common;
 
 use common::relay::{FakeStorage, Pushes, Relay, assert_holds_exactly};
-use common::{Peers, http_client};
-use promrelay::prompb::v2::proto;
+use common::{Peers, Prometheus, VictoriaMetrics, http_client};
+use promrelay::prompb::v2::{RequestBuilder, proto};
 use promrelay::prompb::{self, Label, WriteRequest};
 use prost::Message;
 
@@ -71,67 +71,46 @@ async fn post_to(relay: &Relay, path: &str, body: Vec<u8>, headers: &[(&str, &st
     }
 }
 
-/// Builds a 2.0 request as a sender does: symbols interned, `symbols[0]` = "".
+/// A 2.0 request being built, encoded by prost from the generated types.
 #[derive(Default)]
 struct V2 {
-    req: proto::Request,
+    b: RequestBuilder,
 }
 
 impl V2 {
     fn new() -> Self {
-        V2 {
-            req: proto::Request {
-                symbols: vec![String::new()],
-                timeseries: vec![],
-            },
-        }
+        Self::default()
     }
 
     fn sym(&mut self, s: &str) -> u32 {
-        match self.req.symbols.iter().position(|x| x == s) {
-            Some(i) => i as u32,
-            None => {
-                self.req.symbols.push(s.to_owned());
-                (self.req.symbols.len() - 1) as u32
-            }
-        }
+        self.b.symbol(s)
     }
 
     fn refs(&mut self, labels: &[Label]) -> Vec<u32> {
-        labels
-            .iter()
-            .flat_map(|l| [self.sym(&l.name), self.sym(&l.value)])
-            .collect()
+        self.b.label_refs(labels)
     }
 
     /// The 2.0 form of a 1.0 request's series and samples.
     fn from_v1(request: &WriteRequest) -> Self {
-        let mut v2 = V2::new();
-        for ts in &request.timeseries {
-            let labels_refs = v2.refs(&ts.labels);
-            v2.req.timeseries.push(proto::TimeSeries {
-                labels_refs,
-                samples: ts
-                    .samples
-                    .iter()
-                    .map(|s| proto::Sample {
-                        value: s.value,
-                        timestamp: s.timestamp,
-                        start_timestamp: 0,
-                    })
-                    .collect(),
-                ..Default::default()
-            });
+        V2 {
+            b: RequestBuilder::from(request),
         }
-        v2
     }
 
     fn last(&mut self) -> &mut proto::TimeSeries {
-        self.req.timeseries.last_mut().expect("a series")
+        self.b.last()
+    }
+
+    fn req(&mut self) -> &mut proto::Request {
+        self.b.request_mut()
+    }
+
+    fn protobuf(&self) -> Vec<u8> {
+        self.b.request().encode_to_vec()
     }
 
     fn snappy(&self) -> Vec<u8> {
-        prompb::compress(&self.req.encode_to_vec())
+        prompb::compress(&self.protobuf())
     }
 }
 
@@ -145,8 +124,8 @@ async fn push_all_as_v2(relay: &Relay, pushes: &Pushes) {
     }
 }
 
-#[tokio::test]
-async fn remote_write_2_0_reaches_victoria_metrics_and_prometheus_exactly() {
+/// Real VictoriaMetrics and a real Prometheus receiver, and a relay forwarding to both.
+async fn relay_to_victoria_metrics_and_prometheus() -> (VictoriaMetrics, Prometheus, Relay) {
     let (vm, prometheus) = tokio::join!(
         Peers::victoria_metrics().start(),
         Peers::prometheus_receiver().start()
@@ -154,6 +133,12 @@ async fn remote_write_2_0_reaches_victoria_metrics_and_prometheus_exactly() {
     let relay = Relay::with_storages(&[vm.remote_write_url(), prometheus.remote_write_url()])
         .start()
         .await;
+    (vm, prometheus, relay)
+}
+
+#[tokio::test]
+async fn remote_write_2_0_reaches_victoria_metrics_and_prometheus_exactly() {
+    let (vm, prometheus, relay) = relay_to_victoria_metrics_and_prometheus().await;
     let pushes = Pushes::new("rw2_fanout", 40, 25);
 
     push_all_as_v2(&relay, &pushes).await;
@@ -175,13 +160,7 @@ async fn remote_write_2_0_reaches_victoria_metrics_and_prometheus_exactly() {
 
 #[tokio::test]
 async fn labels_with_any_text_reach_victoria_metrics_and_prometheus_as_sent() {
-    let (vm, prometheus) = tokio::join!(
-        Peers::victoria_metrics().start(),
-        Peers::prometheus_receiver().start()
-    );
-    let relay = Relay::with_storages(&[vm.remote_write_url(), prometheus.remote_write_url()])
-        .start()
-        .await;
+    let (vm, prometheus, relay) = relay_to_victoria_metrics_and_prometheus().await;
     let now = common::now_ms();
     let mut v2 = V2::new();
     let labels = [
@@ -191,7 +170,7 @@ async fn labels_with_any_text_reach_victoria_metrics_and_prometheus_as_sent() {
         Label::new("zone", "東京"),
     ];
     let labels_refs = v2.refs(&labels);
-    v2.req.timeseries.push(proto::TimeSeries {
+    v2.req().timeseries.push(proto::TimeSeries {
         labels_refs,
         samples: vec![proto::Sample {
             value: -1.5e-3,
@@ -233,7 +212,7 @@ async fn histograms_exemplars_and_metadata_arrive_as_1_0() {
     let labels_refs = v2.refs(&labels);
     let (help_ref, unit_ref) = (v2.sym("Request latency."), v2.sym("seconds"));
     let exemplar_refs = v2.refs(&[Label::new("trace_id", "4bf92f3577b34da6")]);
-    v2.req.timeseries.push(proto::TimeSeries {
+    v2.req().timeseries.push(proto::TimeSeries {
         labels_refs,
         histograms: vec![proto::Histogram {
             count: Some(proto::histogram::Count::CountInt(4)),
@@ -306,7 +285,7 @@ async fn custom_bucket_histograms_are_dropped_counted_and_left_out_of_the_header
     let relay = Relay::with_storages(&[storage.url()]).start().await;
     let mut v2 = V2::from_v1(&Pushes::new("rw2_nhcb_floats", 1, 2).request(0));
     let labels_refs = v2.refs(&[Label::new("__name__", "rw2_nhcb")]);
-    v2.req.timeseries.push(proto::TimeSeries {
+    v2.req().timeseries.push(proto::TimeSeries {
         labels_refs,
         histograms: vec![proto::Histogram {
             schema: -53,
@@ -361,13 +340,12 @@ async fn zstd_and_gzip_2_0_bodies_are_converted_too() {
     let bodies = [
         (
             "zstd",
-            zstd::encode_all(&V2::from_v1(&pushes.request(0)).req.encode_to_vec()[..], 3)
-                .expect("zstd"),
+            zstd::encode_all(&V2::from_v1(&pushes.request(0)).protobuf()[..], 3).expect("zstd"),
         ),
         ("gzip", {
             use std::io::Write;
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(&V2::from_v1(&pushes.request(1)).req.encode_to_vec())
+            gz.write_all(&V2::from_v1(&pushes.request(1)).protobuf())
                 .expect("gzip");
             gz.finish().expect("gzip")
         }),
@@ -496,13 +474,13 @@ async fn an_odd_number_of_label_refs_is_refused_with_400() {
 #[tokio::test]
 async fn a_first_symbol_that_is_not_empty_is_refused_with_400() {
     let mut v2 = one_series();
-    v2.req.symbols[0] = "x".into();
+    v2.req().symbols[0] = "x".into();
     assert_refused_and_nothing_queued(&[], v2.snappy(), &V2_HEADERS, 400).await;
 }
 
 #[tokio::test]
 async fn undecodable_2_0_protobuf_is_refused_with_400() {
-    let mut bytes = one_series().req.encode_to_vec();
+    let mut bytes = one_series().protobuf();
     bytes.truncate(bytes.len() - 2);
     let body = prompb::compress(&bytes);
     assert_refused_and_nothing_queued(&[], body, &V2_HEADERS, 400).await;
@@ -514,7 +492,7 @@ async fn a_request_whose_1_0_form_is_over_the_limit_is_refused_with_413() {
     let mut v2 = V2::new();
     let big = v2.sym(&"v".repeat(16 << 10));
     let name = v2.sym("n");
-    v2.req.timeseries.push(proto::TimeSeries {
+    v2.req().timeseries.push(proto::TimeSeries {
         labels_refs: [name, big].repeat(1000),
         samples: vec![proto::Sample::default()],
         ..Default::default()

@@ -111,7 +111,7 @@ enum BodyError {
 }
 
 /// 400 or 413 for a body that could not be decoded; a 413 names the flag that sets the limit.
-fn refuse_body(st: &IngestState, reason: Reject, e: impl std::fmt::Display) -> Response {
+pub(super) fn refuse_body(st: &IngestState, reason: Reject, e: impl std::fmt::Display) -> Response {
     if reason == Reject::TooLarge {
         let why = format!("{e} (--max-request-bytes {})", st.max_request_bytes);
         return refuse(&st.metrics, reason, why);

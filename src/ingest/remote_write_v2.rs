@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
 use super::encoding::{self, Encoding};
-use super::remote_write::ACCEPTED_ENCODINGS;
+use super::remote_write::{ACCEPTED_ENCODINGS, refuse_body};
 use super::{
     DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
 };
@@ -127,16 +127,13 @@ enum Refusal {
 
 impl Refusal {
     fn answer(self, st: &IngestState) -> Response {
-        let (reason, why) = match self {
-            Refusal::Encoding(e) => (e.reject(), e.to_string()),
-            Refusal::Convert(e) if e.is_too_large() => (Reject::TooLarge, e.to_string()),
-            Refusal::Convert(e) => (Reject::BadBody, format!("remote-write 2.0: {e}")),
-        };
-        if reason == Reject::TooLarge {
-            let why = format!("{why} (--max-request-bytes {})", st.max_request_bytes);
-            return refuse(&st.metrics, reason, why);
+        match self {
+            Refusal::Encoding(e) => refuse_body(st, e.reject(), e),
+            Refusal::Convert(e) if e.is_too_large() => refuse_body(st, Reject::TooLarge, e),
+            Refusal::Convert(e) => {
+                refuse_body(st, Reject::BadBody, format!("remote-write 2.0: {e}"))
+            }
         }
-        refuse(&st.metrics, reason, why)
     }
 }
 

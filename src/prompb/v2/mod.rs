@@ -56,7 +56,7 @@ mod tests;
 
 pub use convert::{CUSTOM_BUCKETS_SCHEMA, Converter, V2Summary};
 pub use error::V2Error;
-pub use example::example_request;
+pub use example::{RequestBuilder, example_request};
 
 /// The remote-write 2.0 messages (`io.prometheus.write.v2`), generated from `proto/`.
 #[allow(

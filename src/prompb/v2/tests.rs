@@ -10,60 +10,52 @@ use crate::prompb::{Label, WireError, WriteRequest, decode_write_request, histog
 
 const LIMIT: usize = 1 << 20;
 
-/// Builds 2.0 requests: interns symbols as a sender does (`symbols[0]` is "").
+/// 2.0 requests in the tests' shorthand: labels as `(name, value)` pairs, samples as
+/// `(value, timestamp)`.
 #[derive(Default)]
 struct Request {
-    req: proto::Request,
+    b: RequestBuilder,
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+    pairs.iter().map(|(n, v)| Label::new(*n, *v)).collect()
 }
 
 impl Request {
     fn new() -> Self {
-        Request {
-            req: proto::Request {
-                symbols: vec![String::new()],
-                timeseries: vec![],
-            },
-        }
+        Self::default()
     }
 
     fn sym(&mut self, s: &str) -> u32 {
-        if let Some(i) = self.req.symbols.iter().position(|x| x == s) {
-            return i as u32;
-        }
-        self.req.symbols.push(s.to_string());
-        (self.req.symbols.len() - 1) as u32
+        self.b.symbol(s)
     }
 
-    fn refs(&mut self, labels: &[(&str, &str)]) -> Vec<u32> {
-        labels
+    fn refs(&mut self, pairs: &[(&str, &str)]) -> Vec<u32> {
+        self.b.label_refs(&labels(pairs))
+    }
+
+    fn series(mut self, pairs: &[(&str, &str)], samples: &[(f64, i64)]) -> Self {
+        self.b.series(&labels(pairs)).samples = samples
             .iter()
-            .flat_map(|(n, v)| [self.sym(n), self.sym(v)])
-            .collect()
-    }
-
-    fn series(mut self, labels: &[(&str, &str)], samples: &[(f64, i64)]) -> Self {
-        let labels_refs = self.refs(labels);
-        self.req.timeseries.push(proto::TimeSeries {
-            labels_refs,
-            samples: samples
-                .iter()
-                .map(|&(value, timestamp)| proto::Sample {
-                    value,
-                    timestamp,
-                    start_timestamp: 0,
-                })
-                .collect(),
-            ..Default::default()
-        });
+            .map(|&(value, timestamp)| proto::Sample {
+                value,
+                timestamp,
+                start_timestamp: 0,
+            })
+            .collect();
         self
     }
 
     fn last(&mut self) -> &mut proto::TimeSeries {
-        self.req.timeseries.last_mut().unwrap()
+        self.b.last()
+    }
+
+    fn req(&mut self) -> &mut proto::Request {
+        self.b.request_mut()
     }
 
     fn bytes(&self) -> Vec<u8> {
-        self.req.encode_to_vec()
+        self.b.request().encode_to_vec()
     }
 }
 
@@ -279,12 +271,12 @@ fn metadata_becomes_family_metadata_once_per_family() {
 
 #[test]
 fn removed_created_timestamp_and_unknown_fields_are_skipped() {
-    let r = Request::new().series(&[("__name__", "x")], &[(1.0, 2)]);
-    let mut ts = r.req.timeseries[0].encode_to_vec();
+    let mut r = Request::new().series(&[("__name__", "x")], &[(1.0, 2)]);
+    let mut ts = r.req().timeseries[0].encode_to_vec();
     ts.extend([6 << 3, 0x96, 0x01]); // created_timestamp = 150, an int64 removed from the schema
     ts.extend([(15 << 3) | 2, 2, b'h', b'i']); // an unknown length-delimited field (15)
     let mut bytes = Vec::new();
-    for s in &r.req.symbols {
+    for s in &r.req().symbols {
         prost::encoding::string::encode(4, s, &mut bytes);
     }
     prost::encoding::bytes::encode(5, &ts, &mut bytes);
@@ -382,7 +374,7 @@ fn help_and_unit_refs_out_of_range_are_refused() {
 #[test]
 fn a_first_symbol_that_is_not_empty_is_refused() {
     let mut r = Request::new().series(&[("__name__", "x")], &[(1.0, 1)]);
-    r.req.symbols[0] = "oops".into();
+    r.req().symbols[0] = "oops".into();
     assert_eq!(
         convert_err(&r.bytes()),
         V2Error::FirstSymbolNotEmpty { len: 4 }
@@ -392,7 +384,7 @@ fn a_first_symbol_that_is_not_empty_is_refused() {
 #[test]
 fn series_without_any_symbols_are_refused() {
     let mut r = Request::new().series(&[], &[(1.0, 1)]);
-    r.req.symbols.clear();
+    r.req().symbols.clear();
     assert_eq!(convert_err(&r.bytes()), V2Error::NoSymbols { series: 1 });
 }
 
@@ -417,7 +409,7 @@ fn a_few_symbols_referenced_many_times_stop_at_the_limit() {
     let mut r = Request::new();
     let big = r.sym(&"v".repeat(64 << 10));
     let name = r.sym("n");
-    r.req.timeseries.push(proto::TimeSeries {
+    r.req().timeseries.push(proto::TimeSeries {
         labels_refs: [name, big].repeat(1000),
         samples: vec![proto::Sample::default()],
         ..Default::default()
@@ -432,7 +424,7 @@ fn a_few_symbols_referenced_many_times_stop_at_the_limit() {
 #[test]
 fn more_label_refs_than_could_fit_are_refused_before_they_are_stored() {
     let mut r = Request::new();
-    r.req.timeseries.push(proto::TimeSeries {
+    r.req().timeseries.push(proto::TimeSeries {
         labels_refs: vec![0; 3000],
         ..Default::default()
     });
