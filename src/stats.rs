@@ -52,13 +52,21 @@ pub enum DropReason {
     /// Remote-write 2.0 native histograms with custom buckets (schema -53), which 1.0 storages
     /// older than Prometheus 3 refuse.
     CustomBucketsHistogram,
+    /// OTLP data points refused inside an accepted request (delta temporality, names that
+    /// escape to nothing, unsupported exponential scales); the sender is told which in the
+    /// answer's `partial_success`. Counted in data points.
+    OtlpRefusedPoints,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 1] = [DropReason::CustomBucketsHistogram];
+    pub const ALL: [DropReason; 2] = [
+        DropReason::CustomBucketsHistogram,
+        DropReason::OtlpRefusedPoints,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             DropReason::CustomBucketsHistogram => "custom_buckets_histogram",
+            DropReason::OtlpRefusedPoints => "otlp_refused_points",
         }
     }
 }

@@ -245,6 +245,34 @@ async fn delta_points_are_refused_as_a_partial_success_and_the_rest_is_queued() 
 }
 
 #[tokio::test]
+async fn refused_points_of_an_accepted_request_are_counted_in_metrics() {
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()]).start().await;
+    let body = request(vec![
+        counter("delta.requests", AggregationTemporality::Delta, 3),
+        gauge("kept", 1.0),
+    ]);
+
+    let answer = post(
+        &relay,
+        "/opentelemetry/v1/metrics",
+        body.encode_to_vec(),
+        &[PROTOBUF],
+    )
+    .await;
+
+    assert_eq!(answer.status, 200);
+    let (status, metrics) = relay.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(
+            |l| l == "promrelay_ingest_dropped_samples_total{reason=\"otlp_refused_points\"} 3"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn a_request_of_only_delta_points_is_refused_with_400() {
     let body = request(vec![counter(
         "delta.requests",

@@ -18,12 +18,15 @@ use axum::response::{IntoResponse, Response};
 
 use super::encoding::{self, Encoding, EncodingError};
 use super::{
-    DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
+    DECOMPRESSED, EveryMinute, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse,
+    still_opening,
 };
+use tracing::warn;
+
 use crate::forward::Tenant;
 use crate::otlp::{self, Format};
 use crate::prompb;
-use crate::stats::{Reject, Source};
+use crate::stats::{DropReason, Reject, Source};
 
 /// OTLP/HTTP names gzip; zstd costs nothing more here. No header means identity.
 const ACCEPTED_ENCODINGS: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Zstd];
@@ -33,6 +36,9 @@ enum BodyError {
     Encoding(EncodingError),
     Otlp(otlp::DecodeError),
 }
+
+/// At most one log line a minute about refused data points.
+static REFUSED_LOG: EveryMinute = EveryMinute::new();
 
 /// Seconds a sender is asked to wait before retrying a push a queue could not take.
 const QUEUE_RETRY_AFTER_SECONDS: &str = "5";
@@ -150,6 +156,17 @@ async fn handle_otlp(
         );
     }
     let answer = otlp::encode_response(translation.rejected_points, &translation.message(), format);
+    if translation.rejected_points > 0 {
+        m.dropped(DropReason::OtlpRefusedPoints, translation.rejected_points);
+        if REFUSED_LOG.due() {
+            warn!(
+                refused_points = translation.rejected_points,
+                reasons = %translation.message(),
+                "OTLP: data points refused, the rest queued (counted in \
+                 promrelay_ingest_dropped_samples_total{{reason=\"otlp_refused_points\"}})"
+            );
+        }
+    }
     if translation.request.timeseries.is_empty() {
         return ok(answer, format);
     }

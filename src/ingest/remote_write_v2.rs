@@ -12,7 +12,6 @@
 //! what was kept.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -22,7 +21,8 @@ use tracing::warn;
 use super::encoding::{self, Encoding};
 use super::remote_write::{ACCEPTED_ENCODINGS, refuse_body};
 use super::{
-    DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
+    DECOMPRESSED, EveryMinute, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse,
+    still_opening,
 };
 use crate::forward::Tenant;
 use crate::prompb::{self, v2};
@@ -32,16 +32,13 @@ pub(super) const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Writ
 pub(super) const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
 pub(super) const EXEMPLARS_WRITTEN: &str = "X-Prometheus-Remote-Write-Exemplars-Written";
 
-/// At most one log line about dropped custom-bucket histograms per this many milliseconds.
-const DROP_LOG_INTERVAL_MS: u64 = 60_000;
-
 thread_local! {
     /// The converter's scratch and the 1.0 output, reused by the requests a thread serves.
     static CONVERSION: RefCell<(v2::Converter, Vec<u8>)> = RefCell::new(Default::default());
 }
 
-/// When a line about dropped custom-bucket histograms was last logged (Unix ms).
-static LAST_DROP_LOG_MS: AtomicU64 = AtomicU64::new(0);
+/// At most one log line a minute about dropped custom-bucket histograms.
+static DROP_LOG: EveryMinute = EveryMinute::new();
 
 /// What was queued, for the response headers.
 #[derive(Clone, Copy, Default)]
@@ -175,13 +172,7 @@ fn convert(
 fn dropped_custom_buckets(st: &IngestState, summary: &v2::V2Summary) {
     let n = summary.dropped_custom_bucket_histograms;
     st.metrics.dropped(DropReason::CustomBucketsHistogram, n);
-    let now = crate::util::now_ms();
-    let last = LAST_DROP_LOG_MS.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= DROP_LOG_INTERVAL_MS
-        && LAST_DROP_LOG_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    if DROP_LOG.due() {
         warn!(
             dropped = n,
             series = summary.first_dropped_series.as_deref().unwrap_or(""),
