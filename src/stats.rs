@@ -242,9 +242,13 @@ mod tests {
         let m = IngestMetrics::default();
         m.dropped(DropReason::CustomBucketsHistogram, 3);
         m.dropped(DropReason::CustomBucketsHistogram, 2);
+        m.dropped(DropReason::OtlpRefusedPoints, 4);
         assert_eq!(
             m.snapshot().dropped_samples,
-            [(DropReason::CustomBucketsHistogram, 5)]
+            [
+                (DropReason::CustomBucketsHistogram, 5),
+                (DropReason::OtlpRefusedPoints, 4)
+            ]
         );
     }
 
