@@ -12,6 +12,7 @@
 //!   `_bucket{le}`/`_sum`/`_count`, summaries as `quantile` series, exemplars, stale markers,
 //!   family metadata.
 //! - `histogram`: exponential histograms as native histograms.
+//! - `values`: attribute values as label text, exemplars.
 //!
 //! # Guarantees
 //! - Never panics on any decoded request; what cannot be translated (delta or unspecified
@@ -27,6 +28,7 @@
 mod histogram;
 mod names;
 mod translate;
+mod values;
 mod wire;
 
 #[cfg(test)]

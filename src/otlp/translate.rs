@@ -11,15 +11,15 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Exemplar as OtelExemplar, ExponentialHistogramDataPoint,
-    HistogramDataPoint, Metric, NumberDataPoint, SummaryDataPoint, exemplar, metric,
-    number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, Metric,
+    NumberDataPoint, SummaryDataPoint, metric, number_data_point,
 };
 
 use super::histogram::exponential_to_native;
 use super::names::{GoFloat, MetricKind, MetricNamer, NameError, label_name, unit_name};
+use super::values::{any_value_string, exemplar};
 use crate::prompb::{
     Exemplar, Label, MetricMetadata, Sample, TimeSeries, WriteRequest, metric_metadata::MetricType,
 };
@@ -28,8 +28,6 @@ use crate::prompb::{
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 /// `DataPointFlags.FLAG_NO_RECORDED_VALUE`: the point says the series is gone.
 const FLAG_NO_RECORDED_VALUE: u32 = 1;
-/// Exemplar attributes are kept only while all labels together stay within this many runes.
-const MAX_EXEMPLAR_RUNES: usize = 128;
 /// `target_info` is repeated at this interval (half Prometheus' default lookback of 5 minutes)
 /// between a resource's earliest and latest data point, so it never goes stale in between.
 const TARGET_INFO_INTERVAL_NS: u64 = 150 * 1_000_000_000;
@@ -269,7 +267,7 @@ fn temporality(m: &Metric) -> Option<i32> {
 }
 
 /// Nanoseconds since the epoch to Prometheus milliseconds (`convertTimeStamp`).
-fn millis(ns: u64) -> i64 {
+pub(super) fn millis(ns: u64) -> i64 {
     (ns as i64) / 1_000_000
 }
 
@@ -278,81 +276,6 @@ fn stale_or(flags: u32, v: f64) -> f64 {
         f64::from_bits(STALE_NAN_BITS)
     } else {
         v
-    }
-}
-
-/// An attribute value as text, as OpenTelemetry's `pcommon.Value.AsString` writes it.
-pub fn any_value_string(v: Option<&AnyValue>) -> String {
-    let Some(value) = v.and_then(|v| v.value.as_ref()) else {
-        return String::new();
-    };
-    match value {
-        any_value::Value::StringValue(s) => s.clone(),
-        any_value::Value::BoolValue(b) => b.to_string(),
-        any_value::Value::IntValue(i) => i.to_string(),
-        any_value::Value::DoubleValue(d) => json_number(*d),
-        any_value::Value::BytesValue(b) => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(b)
-        }
-        any_value::Value::ArrayValue(_) | any_value::Value::KvlistValue(_) => {
-            any_value_json(value).to_string()
-        }
-        // A reference into a dictionary that OTLP metrics requests do not carry.
-        any_value::Value::StringValueStrindex(_) => String::new(),
-    }
-}
-
-/// A double as JavaScript (and `pcommon`) writes it: plain digits between 1e-6 and 1e21.
-fn json_number(d: f64) -> String {
-    if d.is_nan() || d.is_infinite() {
-        return format!("json: unsupported value: {}", GoFloat(d));
-    }
-    let a = d.abs();
-    if a == 0.0 || (1e-6..1e21).contains(&a) {
-        format!("{d}")
-    } else {
-        let s = format!("{d:e}");
-        match s.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
-            _ => s,
-        }
-    }
-}
-
-fn any_value_json(v: &any_value::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        any_value::Value::StringValue(s) => J::String(s.clone()),
-        any_value::Value::BoolValue(b) => J::Bool(*b),
-        any_value::Value::IntValue(i) => J::from(*i),
-        any_value::Value::DoubleValue(d) => {
-            serde_json::Number::from_f64(*d).map_or(J::Null, J::Number)
-        }
-        any_value::Value::BytesValue(_) | any_value::Value::StringValueStrindex(_) => {
-            J::String(any_value_string(Some(&AnyValue {
-                value: Some(v.clone()),
-            })))
-        }
-        any_value::Value::ArrayValue(a) => J::Array(
-            a.values
-                .iter()
-                .map(|x| x.value.as_ref().map_or(J::Null, any_value_json))
-                .collect(),
-        ),
-        any_value::Value::KvlistValue(kv) => J::Object(
-            kv.values
-                .iter()
-                .map(|x| {
-                    let val = x
-                        .value
-                        .as_ref()
-                        .and_then(|v| v.value.as_ref())
-                        .map_or(J::Null, any_value_json);
-                    (x.key.clone(), val)
-                })
-                .collect(),
-        ),
     }
 }
 
@@ -745,54 +668,4 @@ impl Translator<'_> {
             }
         }
     }
-}
-
-/// `getPromExemplars`: value, millisecond time, `trace_id`/`span_id` in hex, and the filtered
-/// attributes when everything fits in [`MAX_EXEMPLAR_RUNES`].
-fn exemplar(e: &OtelExemplar) -> Exemplar {
-    let value = match e.value {
-        Some(exemplar::Value::AsDouble(d)) => d,
-        Some(exemplar::Value::AsInt(i)) => i as f64,
-        None => 0.0,
-    };
-    let mut labels = Vec::new();
-    let mut runes = 0;
-    if !e.trace_id.is_empty() && e.trace_id.iter().any(|b| *b != 0) {
-        let v = hex(&e.trace_id);
-        runes += "trace_id".len() + v.len();
-        labels.push(Label::new("trace_id", v));
-    }
-    if !e.span_id.is_empty() && e.span_id.iter().any(|b| *b != 0) {
-        let v = hex(&e.span_id);
-        runes += "span_id".len() + v.len();
-        labels.push(Label::new("span_id", v));
-    }
-    let attrs: Vec<(String, String)> = e
-        .filtered_attributes
-        .iter()
-        .map(|kv| (kv.key.clone(), any_value_string(kv.value.as_ref())))
-        .collect();
-    runes += attrs
-        .iter()
-        .map(|(k, v)| k.chars().count() + v.chars().count())
-        .sum::<usize>();
-    if runes <= MAX_EXEMPLAR_RUNES {
-        labels.extend(attrs.into_iter().map(|(k, v)| Label::new(k, v)));
-    }
-    labels.sort();
-    Exemplar {
-        labels,
-        value,
-        timestamp: millis(e.time_unix_nano),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
