@@ -14,6 +14,9 @@
 //!   scraper bump and admin renders.
 //! - [`ingest`]: the HTTP receive endpoints: decompression, validation, limits, vminsert's
 //!   `/insert/<tenant>/...` paths.
+//! - [`listener`]: accepts connections: TLS, basic auth, response headers and rate limit from
+//!   `--web.config.file` (re-read on change), slow-client timeouts, the bound on concurrent
+//!   ingest requests.
 //! - [`otlp`]: OTLP metrics wire types and their translation into a remote-write 1.0
 //!   `WriteRequest`, as Prometheus 3 does by default; no I/O, no HTTP.
 //! - [`forward`]: per storage, its queue and its sender (batching, retries, per-series order); a
@@ -38,6 +41,7 @@ pub mod config;
 pub mod exposition;
 pub mod forward;
 pub mod ingest;
+pub mod listener;
 pub mod otlp;
 pub mod outbound;
 pub mod prompb;

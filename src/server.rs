@@ -9,6 +9,8 @@
 //!   open (opening scans the newest chunk of each queue). A push that arrives meanwhile waits for
 //!   the queues, up to [`ingest::OPEN_WAIT`], and is then queued as usual; only if they are still
 //!   not open by then does it get 503 with `Retry-After`.
+//! - Every request passes the listener first (TLS, basic auth, limits: the `listener` module);
+//!   ingest requests also pass the bound on concurrent inserts.
 //! - Shutdown: stop accepting, let requests in progress finish, stop the senders (a send in flight
 //!   gets a few seconds), then flush every queue (fsync + position) before returning.
 
@@ -23,8 +25,9 @@ use crate::admin::{self, StatusSource};
 use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
 use crate::ingest::{self, FanoutSlot, IngestState};
+use crate::listener::{Listener, ListenerError, limit_inserts};
 use crate::scrape::manager::{ReloadError, Scraper, ScraperError, TargetsView};
-use crate::stats::{IngestMetrics, IngestSnapshot};
+use crate::stats::{IngestMetrics, IngestSnapshot, ListenerMetrics, ListenerSnapshot};
 
 /// Errors that stop the application.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +35,9 @@ pub enum ServerError {
     /// A storage could not be opened (queue locked, directory not writable, bad TLS files).
     #[error(transparent)]
     Forward(#[from] ForwardError),
-    /// Serving HTTP failed.
-    #[error("serving HTTP: {0}")]
-    Serve(#[source] std::io::Error),
+    /// The listener could not be set up (TLS settings rustls refuses).
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
     /// The scraper could not start (bad `--scrape-config` file, TLS files).
     #[error(transparent)]
     Scrape(#[from] ScraperError),
@@ -46,6 +49,7 @@ pub enum ServerError {
 struct App {
     fanout: Arc<FanoutSlot>,
     metrics: Arc<IngestMetrics>,
+    listener: Arc<ListenerMetrics>,
     scraper: OnceLock<Arc<Scraper>>,
 }
 
@@ -59,6 +63,10 @@ impl StatusSource for App {
 
     fn ingest(&self) -> IngestSnapshot {
         self.metrics.snapshot()
+    }
+
+    fn listener(&self) -> ListenerSnapshot {
+        self.listener.snapshot()
     }
 
     fn ready(&self) -> bool {
@@ -111,8 +119,11 @@ pub async fn run(
     let app = Arc::new(App {
         fanout: Arc::new(FanoutSlot::default()),
         metrics: Arc::new(IngestMetrics::default()),
+        listener: Arc::new(ListenerMetrics::default()),
         scraper: OnceLock::new(),
     });
+    let listener_settings = cfg.listener.clone();
+    let http = Listener::new(listener_settings.clone(), Arc::clone(&app.listener))?;
     let ingest_state = Arc::new(IngestState {
         fanout: Arc::clone(&app.fanout),
         open_wait: ingest::OPEN_WAIT,
@@ -123,7 +134,13 @@ pub async fn run(
             usize::try_from(cfg.max_request_bytes).unwrap_or(usize::MAX),
         ),
     });
-    let router = ingest::router(ingest_state).merge(admin::router(Arc::<App>::clone(&app)));
+    let ingest_routes = limit_inserts(
+        ingest::router(ingest_state),
+        listener_settings.max_concurrent_inserts,
+        listener_settings.insert_max_queue_duration,
+        Arc::clone(&app.listener),
+    );
+    let router = ingest_routes.merge(admin::router(Arc::<App>::clone(&app)));
 
     let stop = CancellationToken::new();
     let stop_http = stop.clone();
@@ -132,11 +149,7 @@ pub async fn run(
         shutdown.await;
         signal.cancel();
     });
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop_http.cancelled().await })
-            .await
-    });
+    let server = tokio::spawn(http.serve(listener, router, stop_http));
 
     let open_cfg = cfg.clone();
     let fanout = tokio::task::spawn_blocking(move || Fanout::open(&open_cfg))
@@ -187,7 +200,7 @@ pub async fn run(
     }
     info!("promrelay ready");
 
-    let served = server.await.map_err(|e| ServerError::Task(e.to_string()))?;
+    server.await.map_err(|e| ServerError::Task(e.to_string()))?;
     if let Some(s) = app.scraper.get() {
         s.stop().await;
     }
@@ -199,7 +212,7 @@ pub async fn run(
     let f = Arc::clone(&fanout);
     let _ = tokio::task::spawn_blocking(move || f.flush()).await;
     info!("queues flushed; bye");
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
 /// Reloads the scrape config on every SIGHUP until `stop`.

@@ -4,6 +4,9 @@
 //! (the `ingest` module's HTTP endpoints and the `scrape` module's loops), and [`IngestSnapshot`], the
 //! copy the `admin` module renders on `/metrics` and the status page.
 //!
+//! [`ListenerMetrics`] counts what the listener turns away before any protocol sees a request
+//! (failed TLS handshakes, 401, 429).
+//!
 //! It sits below both sources so neither imports the other for it. Must not: depend on any
 //! other module of the crate, lock, or allocate when counting.
 
@@ -229,6 +232,72 @@ impl IngestMetrics {
                 .collect(),
             duration_count: self.duration_count.load(Ordering::Relaxed),
             duration_sum_seconds: self.duration_sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+}
+
+/// The listener's counters: clients turned away before any protocol saw their request.
+#[derive(Debug, Default)]
+pub struct ListenerMetrics {
+    tls_handshake_failures: AtomicU64,
+    unauthorized: AtomicU64,
+    throttled: AtomicU64,
+    rate_limited: AtomicU64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+}
+
+/// A copy of [`ListenerMetrics`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ListenerSnapshot {
+    /// TLS handshakes that failed (plain HTTP to the TLS port, unknown CA, timeouts).
+    pub tls_handshake_failures: u64,
+    /// Requests answered 401 (no or wrong basic-auth credentials).
+    pub unauthorized_requests: u64,
+    /// Ingest requests answered 429 past `--max-concurrent-inserts`.
+    pub throttled_requests: u64,
+    /// Requests answered 429 by the web config's `rate_limit`.
+    pub rate_limited_requests: u64,
+    /// Web config reloads applied.
+    pub web_config_reloads_ok: u64,
+    /// Web config reloads refused (the old settings stayed).
+    pub web_config_reloads_failed: u64,
+}
+
+impl ListenerMetrics {
+    /// Counts a failed TLS handshake; returns the new total.
+    pub fn tls_handshake_failed(&self) -> u64 {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    /// Counts a 401.
+    pub fn unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts a 429 for the concurrency bound.
+    pub fn throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts a 429 for the rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts a web config reload, applied (`ok`) or refused.
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn snapshot(&self) -> ListenerSnapshot {
+        ListenerSnapshot {
+            tls_handshake_failures: self.tls_handshake_failures.load(Ordering::Relaxed),
+            unauthorized_requests: self.unauthorized.load(Ordering::Relaxed),
+            throttled_requests: self.throttled.load(Ordering::Relaxed),
+            rate_limited_requests: self.rate_limited.load(Ordering::Relaxed),
+            web_config_reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
+            web_config_reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
         }
     }
 }

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use crate::forward::{SenderState, StorageStatus};
-use crate::stats::IngestSnapshot;
+use crate::stats::{IngestSnapshot, ListenerSnapshot};
 
 use super::process::ProcessStats;
 
@@ -193,6 +193,53 @@ pub fn render(
     w.storages(storages);
     w.ingest(ingest);
     w.process(process);
+}
+
+/// Appends the listener's counters (failed handshakes, 401, 429, web config reloads).
+pub fn render_listener(out: &mut String, l: &ListenerSnapshot) {
+    let mut w = Writer { out };
+    let counters: [(&str, &str, u64); 4] = [
+        (
+            "promrelay_tls_handshake_failures_total",
+            "TLS handshakes that failed: plain HTTP to the TLS port, a client certificate from an unknown CA, a timeout.",
+            l.tls_handshake_failures,
+        ),
+        (
+            "promrelay_unauthorized_requests_total",
+            "Requests answered 401: missing or wrong basic-auth credentials.",
+            l.unauthorized_requests,
+        ),
+        (
+            "promrelay_throttled_requests_total",
+            "Ingest requests answered 429 because --max-concurrent-inserts were busy for --insert-max-queue-duration.",
+            l.throttled_requests,
+        ),
+        (
+            "promrelay_rate_limited_requests_total",
+            "Requests answered 429 by the web config's rate_limit.",
+            l.rate_limited_requests,
+        ),
+    ];
+    for (name, help, v) in counters {
+        w.header(name, "counter", help);
+        w.sample(name, &[], Value::Int(v));
+    }
+    let name = "promrelay_web_config_reloads_total";
+    w.header(
+        name,
+        "counter",
+        "Changes of the --web.config.file (or the files it names) seen, by result: applied, or refused with the old settings kept.",
+    );
+    w.sample(
+        name,
+        &[("result", "success")],
+        Value::Int(l.web_config_reloads_ok),
+    );
+    w.sample(
+        name,
+        &[("result", "failure")],
+        Value::Int(l.web_config_reloads_failed),
+    );
 }
 
 struct Writer<'a> {

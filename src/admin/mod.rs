@@ -11,6 +11,10 @@
 //! | `GET /targets` | the targets grouped by job, with a filter box (`targets.rs`) |
 //! | `POST /-/reload` | re-read the scrape config; 500 with the reason when the new one is refused |
 //!
+//! Read routes answer GET and HEAD only, `/-/reload` POST only: any other method gets 405 with
+//! `Allow` (axum's method routing), so a state change never hides behind a GET a link or a
+//! crawler could trigger.
+//!
 //! # Owns
 //! How what the other parts report through [`StatusSource`] looks over HTTP: names, formats,
 //! escaping, and the send rates of the page (from earlier snapshots it keeps, `rates.rs`).
@@ -46,13 +50,17 @@ use axum::routing::{get, post};
 
 use crate::forward::StorageStatus;
 use crate::scrape::manager::{ReloadError, TargetsView};
-use crate::stats::IngestSnapshot;
+use crate::stats::{IngestSnapshot, ListenerSnapshot};
 use process::ProcessStats;
 
 /// What the admin endpoints read. The application implements it; tests implement it with fixed data.
 pub trait StatusSource: Send + Sync + 'static {
     fn storages(&self) -> Vec<StorageStatus>;
     fn ingest(&self) -> IngestSnapshot;
+    /// The listener's counters (failed handshakes, 401, 429); zero when nothing counts them.
+    fn listener(&self) -> ListenerSnapshot {
+        ListenerSnapshot::default()
+    }
     /// True once every queue is open (the process serves `/-/ready` 200 from then on).
     fn ready(&self) -> bool;
     /// The scraper's targets; `None` when scraping is off (no `--scrape-config`).
@@ -96,7 +104,7 @@ pub fn router(source: Arc<dyn StatusSource>) -> Router {
         .route("/-/ready", get(ready))
         .route("/api/v1/targets", get(targets_json))
         .route("/targets", get(targets_page))
-        .route("/-/reload", post(reload).put(reload))
+        .route("/-/reload", post(reload))
         .with_state(admin)
 }
 
@@ -110,6 +118,7 @@ async fn metrics(State(a): State<Shared>) -> impl IntoResponse {
     let process = ProcessStats::read();
     let mut body = String::with_capacity(a.metrics_len.load(Ordering::Relaxed) + 1024);
     metrics::render(&mut body, &storages, &ingest, &process);
+    metrics::render_listener(&mut body, &a.source.listener());
     a.metrics_len.store(body.len(), Ordering::Relaxed);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
@@ -120,6 +121,35 @@ pub struct Cli {
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// TLS, basic-auth users and response headers for this listener, in the exporter-toolkit web
+    /// configuration format (as Prometheus' --web.config.file); re-read when it or its files change
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        help_heading = "Listener"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Ingest requests handled at once; more wait for a slot, then get 429 [default: 2 x CPUs]
+    #[arg(long, value_name = "N", value_parser = parse_positive_count, help_heading = "Listener")]
+    pub max_concurrent_inserts: Option<u32>,
+
+    /// How long an ingest request waits for a free slot before it gets 429 with Retry-After
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, help_heading = "Listener")]
+    pub insert_max_queue_duration: Duration,
+
+    /// Time a client has for its TLS handshake, and to send a request's headers
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration, help_heading = "Listener")]
+    pub http_header_read_timeout: Duration,
+
+    /// A connection idle this long (no request in progress) is closed
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_positive_duration, help_heading = "Listener")]
+    pub http_idle_timeout: Duration,
+
+    /// Largest request line plus headers; bigger gets 431
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_header_bytes, help_heading = "Listener")]
+    pub http_max_header_bytes: u64,
+
     /// Storage to forward to, e.g. http://vminsert:8480/insert/0/prometheus/api/v1/write; repeat for more
     #[arg(long, value_name = "URL", value_parser = parse_storage_url, help_heading = "Storages")]
     pub remote_write_url: Vec<Url>,
@@ -188,6 +218,27 @@ pub enum QueueCommand {
 
 fn parse_positive_size(s: &str) -> Result<u64, ValueError> {
     s.parse::<super::units::PositiveSize>().map(|p| p.0)
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, ValueError> {
+    s.parse::<super::units::PositiveDuration>().map(|d| d.0)
+}
+
+/// hyper's read buffer, which bounds the head, cannot be smaller than 8 KiB.
+fn parse_header_bytes(s: &str) -> Result<u64, ValueError> {
+    let n = parse_positive_size(s)?;
+    if n < 8192 {
+        return Err(ValueError::Size {
+            text: s.to_owned(),
+            why: "must be at least 8KiB".to_owned(),
+        });
+    }
+    Ok(n)
+}
+
+/// vmagent's default for `-maxConcurrentInserts`: twice the CPUs.
+pub(super) fn default_max_concurrent_inserts() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get() * 2)
 }
 
 fn parse_positive_count(s: &str) -> Result<u32, ValueError> {

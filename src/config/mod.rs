@@ -51,6 +51,7 @@ mod storage;
 #[cfg(test)]
 mod tests;
 mod units;
+mod web;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -75,6 +76,10 @@ pub use storage::{
 pub use units::{
     ValueError, format_duration, format_go_duration, format_size, parse_duration,
     parse_go_duration, parse_size,
+};
+pub use web::{
+    ClientAuth, PasswordHash, RateLimit, TlsServerConfig, TlsVersion, WebConfig, is_tls13_suite,
+    load_web_config, parse_web_config,
 };
 
 use file::{FileConfig, RelayConfigResolver};
@@ -103,6 +108,26 @@ pub struct Config {
     pub config_file: Option<PathBuf>,
     /// How OTLP pushes are translated (the file's `otlp:` section).
     pub otlp: OtlpConfig,
+    /// The listener's own settings: web config file, limits and timeouts.
+    pub listener: ListenerSettings,
+}
+
+/// How the listener treats clients: TLS and users (`--web.config.file`), overload and slow-client
+/// limits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// `--web.config.file`, loaded and checked at start-up; the listener re-reads it on change.
+    pub web: Option<WebConfig>,
+    /// Ingest requests served at once (`--max-concurrent-inserts`); more wait, then get 429.
+    pub max_concurrent_inserts: usize,
+    /// How long an ingest request waits for a free slot before 429 (`--insert-max-queue-duration`).
+    pub insert_max_queue_duration: std::time::Duration,
+    /// Time a client has to send a request's headers, and a TLS handshake to finish.
+    pub header_read_timeout: std::time::Duration,
+    /// A connection with no traffic and no request in progress for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// Largest request head (request line and headers) accepted; bigger gets 431.
+    pub max_header_bytes: usize,
 }
 
 /// The file's `otlp:` section, under Prometheus' own key names and values.
@@ -325,6 +350,10 @@ fn merge(
         return Err(ConfigError::NoStorage);
     }
 
+    let web = match &cli.web_config_file {
+        Some(path) => Some(load_web_config(path)?),
+        None => None,
+    };
     Ok(Config {
         listen,
         data_dir,
@@ -338,6 +367,16 @@ fn merge(
             .otlp
             .map(file::FileOtlp::into_config)
             .unwrap_or_default(),
+        listener: ListenerSettings {
+            web,
+            max_concurrent_inserts: cli
+                .max_concurrent_inserts
+                .map_or_else(cli::default_max_concurrent_inserts, |n| n as usize),
+            insert_max_queue_duration: cli.insert_max_queue_duration,
+            header_read_timeout: cli.http_header_read_timeout,
+            idle_timeout: cli.http_idle_timeout,
+            max_header_bytes: usize::try_from(cli.http_max_header_bytes).unwrap_or(usize::MAX),
+        },
     })
 }
 

@@ -168,6 +168,16 @@ impl Peers {
         scrape_targets: &[String],
         remote_write_url: &str,
     ) -> PeerBuilder<Prometheus> {
+        Peers::prometheus_agent_with(scrape_targets, remote_write_url, "")
+    }
+
+    /// [`Peers::prometheus_agent`] with more settings for its `remote_write` entry, each line
+    /// indented as a key of it, for example `"    basic_auth:\n      username: u\n"`.
+    pub fn prometheus_agent_with(
+        scrape_targets: &[String],
+        remote_write_url: &str,
+        remote_write_settings: &str,
+    ) -> PeerBuilder<Prometheus> {
         let targets = serde_json::to_string(scrape_targets).expect("strings serialise");
         let url = serde_json::to_string(remote_write_url).expect("strings serialise");
         let config = format!(
@@ -184,7 +194,7 @@ remote_write:
       batch_send_deadline: 1s
       min_backoff: 100ms
       max_backoff: 1s
-"
+{remote_write_settings}"
         );
         PeerBuilder::new(Spec {
             binary: "prometheus",
@@ -986,6 +996,9 @@ pub fn serve_until_stopped(
     });
     (shutdown, server)
 }
+
+/// Certificates made by openssl, and TLS clients that use them.
+pub mod pki;
 
 /// The relay under test, the fake storage and pushes of known series.
 pub mod relay;
