@@ -143,16 +143,21 @@ async fn push(
     req.send().await.expect("the relay answers")
 }
 
-async fn queued_blocks(client: &reqwest::Client, base: &str) -> u64 {
-    let text = client
-        .get(format!("{base}/api/v1/queues"))
+/// The body of an authorised GET of `path`.
+async fn get_text(client: &reqwest::Client, base: &str, path: &str) -> String {
+    client
+        .get(format!("{base}{path}"))
         .basic_auth("prometheus", Some("s3cret"))
         .send()
         .await
-        .expect("queues answer")
+        .unwrap_or_else(|e| panic!("GET {path}: {e:?}"))
         .text()
         .await
-        .expect("queues body");
+        .unwrap_or_else(|e| panic!("GET {path} body: {e:?}"))
+}
+
+async fn queued_blocks(client: &reqwest::Client, base: &str) -> u64 {
+    let text = get_text(client, base, "/api/v1/queues").await;
     let queues: serde_json::Value = serde_json::from_str(&text).expect("queues JSON");
     queues[0]["pending_blocks"]
         .as_u64()
@@ -160,15 +165,7 @@ async fn queued_blocks(client: &reqwest::Client, base: &str) -> u64 {
 }
 
 async fn metric(client: &reqwest::Client, base: &str, name: &str) -> f64 {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .basic_auth("prometheus", Some("s3cret"))
-        .send()
-        .await
-        .expect("metrics answer")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = get_text(client, base, "/metrics").await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
