@@ -52,6 +52,7 @@ mod storage;
 mod tests;
 mod units;
 mod web;
+mod x509;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

@@ -10,6 +10,8 @@
 //! same code as start-up.
 //!
 //! Differences from exporter-toolkit, each refused with a clear error rather than silently changed:
+//! - a server certificate that has expired or is not valid yet (exporter-toolkit serves it and
+//!   every client fails); on a reload this keeps the old certificate serving.
 //! - `min_version: TLS10|TLS11`: rustls speaks TLS 1.2 and 1.3 only.
 //! - cipher suites rustls does not implement (CBC, RSA key exchange, 3DES, RC4) and the curve
 //!   `CurveP521`.
@@ -24,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -540,6 +542,8 @@ fn tls(
     if cert_chain.is_empty() {
         return Err(err(cert_key, "holds no PEM certificate"));
     }
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(crate::util::now_ms());
+    check_validity(&cert_chain[0], now).map_err(|why| err(cert_key, &why))?;
     let key_key = if raw.key_file.is_some() {
         "key_file"
     } else {
@@ -628,6 +632,25 @@ fn tls(
         curve_preferences: raw.curve_preferences.into_iter().map(|c| c.0).collect(),
         prefer_server_cipher_suites: raw.prefer_server_cipher_suites.unwrap_or(true),
     }))
+}
+
+/// Refuses a server certificate that is not valid at `now`: every client would refuse it, so
+/// serving it (or rotating to it) only turns a visible configuration error into failed pushes.
+fn check_validity(leaf: &CertificateDer<'_>, now: SystemTime) -> Result<(), String> {
+    let (not_before, not_after) = super::x509::validity(leaf).map_err(|e| e.to_string())?;
+    if now > not_after {
+        return Err(format!(
+            "the certificate expired at {}",
+            humantime::format_rfc3339_seconds(not_after)
+        ));
+    }
+    if now < not_before {
+        return Err(format!(
+            "the certificate is not valid before {}",
+            humantime::format_rfc3339_seconds(not_before)
+        ));
+    }
+    Ok(())
 }
 
 /// True for the TLS 1.3 suites, which Go (and so promrelay) always enables.

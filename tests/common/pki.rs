@@ -98,6 +98,11 @@ impl Pki {
     /// A certificate for `name` with SANs `localhost`, `127.0.0.1` and `DNS:<name>`, signed by
     /// `ca`, good for server and client use, with serial `serial`.
     pub fn leaf(&self, ca: &CertFiles, name: &str, serial: u32) -> CertFiles {
+        self.leaf_valid_for(ca, name, serial, 30)
+    }
+
+    /// [`Pki::leaf`] valid for `days` from now; `-1` makes one that has already expired.
+    pub fn leaf_valid_for(&self, ca: &CertFiles, name: &str, serial: u32, days: i32) -> CertFiles {
         let stem = format!("{name}-{serial}");
         let (cert, key, csr, ext) = (
             self.path(&format!("{stem}.pem")),
@@ -138,7 +143,7 @@ impl Pki {
             "-set_serial",
             &serial.to_string(),
             "-days",
-            "30",
+            &days.to_string(),
             "-out",
             &cert,
             "-extfile",
