@@ -563,3 +563,121 @@ async fn state_changing_admin_actions_answer_only_post_and_read_endpoints_only_g
     assert_eq!(status(reqwest::Method::HEAD, "/-/healthy").await, 200);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_rotation_to_an_expired_certificate_is_refused_and_the_old_one_keeps_serving() {
+    let s = secured(&[]).await;
+    let client = https_client(client_config(&s.ca, Some(&s.client)));
+    let serving = served_certificate(s.relay.address, client_config(&s.ca, Some(&s.client))).await;
+    let expired = s.pki.leaf_valid_for(&s.ca, "relay", 4, -1);
+    // One change: the web config now names the expired pair.
+    let next = s.pki.dir().join("web.yml.next");
+    std::fs::write(&next, web_config(&expired, Some(&s.ca))).expect("write the new web config");
+    std::fs::rename(&next, s.pki.dir().join("web.yml")).expect("replace the web config");
+    eventually(
+        "the refused reload to be counted",
+        Duration::from_secs(20),
+        || async {
+            let n = metric(
+                &client,
+                &s.base,
+                "promrelay_web_config_reloads_total{result=\"failure\"}",
+            )
+            .await;
+            if n >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{n}"))
+            }
+        },
+    )
+    .await;
+    let still = served_certificate(s.relay.address, client_config(&s.ca, Some(&s.client))).await;
+    assert_eq!(still, serving, "the old certificate keeps serving");
+    assert_eq!(
+        metric(
+            &client,
+            &s.base,
+            "promrelay_web_config_reloads_total{result=\"success\"}"
+        )
+        .await,
+        0.0
+    );
+    let r = push(&client, &s.base, Some(("prometheus", "s3cret"))).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        queued_blocks(&client, &s.base).await,
+        1,
+        "only the good push is queued"
+    );
+    s.relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_head_over_max_header_bytes_gets_431() {
+    let relay = start(NOWHERE, &["--http-max-header-bytes", "16KiB"]).await;
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("http://{}/-/healthy", relay.address))
+        .header("X-Padding", "a".repeat(32 << 10))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(r.status(), 431);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
+    let relay = start(NOWHERE, &["--http-idle-timeout", "1s"]).await;
+    let mut tcp = tokio::net::TcpStream::connect(relay.address)
+        .await
+        .expect("connect");
+    tcp.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send a request");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(Duration::from_secs(8), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the idle connection stayed open");
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "the request itself was answered: {answer:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "closed before the idle timeout"
+    );
+    relay.stop().await;
+}
+
+#[test]
+fn an_expired_server_certificate_stops_start_up_naming_file_and_key() {
+    let pki = Pki::new();
+    let ca = pki.ca("relay-ca");
+    let expired = pki.leaf_valid_for(&ca, "relay", 9, -1);
+    let web = write_web_config(pki.dir(), &web_config(&expired, None));
+    let err = Config::from_args([
+        "promrelay",
+        "--remote-write-url",
+        NOWHERE,
+        "--web.config.file",
+        &web.display().to_string(),
+    ])
+    .expect_err("an expired certificate is refused");
+    let text = err.to_string();
+    assert!(text.starts_with(&web.display().to_string()), "{text}");
+    assert!(
+        text.contains("tls_server_config.cert_file") && text.contains("expired at"),
+        "{text}"
+    );
+}
