@@ -14,6 +14,9 @@
 //! - Validation, including reading secret files (`password_file`, `bearer_token_file`) into the
 //!   config and checking TLS files can be opened.
 //! - The storage id ([`StorageConfig::id`]): the frozen name of each queue directory.
+//! - The web configuration file (`--web.config.file`, exporter-toolkit's format): `web.rs` loads
+//!   and checks it, `web_values.rs` parses its Go TLS names, bcrypt hashes and durations, and
+//!   `x509.rs` reads a certificate's validity dates.
 //!
 //! # Guarantees
 //! - Every failure is one [`ConfigError`] whose `Display` is one line naming where (the file and
@@ -52,6 +55,7 @@ mod storage;
 mod tests;
 mod units;
 mod web;
+mod web_values;
 mod x509;
 
 use std::collections::HashMap;

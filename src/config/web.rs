@@ -25,7 +25,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use rustls_pki_types::pem::PemObject;
@@ -37,7 +36,8 @@ use super::error::{ConfigError, Place};
 use super::file::{key_path_of, read_bounded, yaml_parts};
 use super::file_refs::FileRefs;
 use super::storage::Secret;
-use super::units::parse_go_duration;
+use super::web_values::{Cipher, Curve, GoDuration};
+pub use super::web_values::{ClientAuth, PasswordHash, RateLimit, TlsVersion};
 
 /// A web config file larger than this is refused before parsing.
 const MAX_WEB_CONFIG_BYTES: u64 = 1 << 20;
@@ -106,227 +106,6 @@ impl fmt::Debug for TlsServerConfig {
                 &self.prefer_server_cipher_suites,
             )
             .finish()
-    }
-}
-
-/// `client_auth_type`, Go's `tls.ClientAuthType` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ClientAuth {
-    /// Ask for no certificate (the default).
-    #[default]
-    NoClientCert,
-    /// Ask for a certificate, accept any or none, verify nothing.
-    RequestClientCert,
-    /// Require a certificate, verify nothing (also accepted as `RequireClientCert`).
-    RequireAnyClientCert,
-    /// Accept no certificate; verify one that is given against the client CAs.
-    VerifyClientCertIfGiven,
-    /// Require a certificate signed by the client CAs: the only setting that authenticates.
-    RequireAndVerifyClientCert,
-}
-
-impl FromStr for ClientAuth {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "" | "NoClientCert" => ClientAuth::NoClientCert,
-            "RequestClientCert" => ClientAuth::RequestClientCert,
-            "RequireAnyClientCert" | "RequireClientCert" => ClientAuth::RequireAnyClientCert,
-            "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
-            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => {
-                return Err(format!(
-                    "invalid ClientAuth {other:?}: one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-                ));
-            }
-        })
-    }
-}
-
-impl ClientAuth {
-    /// True when a client without a certificate is turned away.
-    pub fn requires_cert(self) -> bool {
-        matches!(
-            self,
-            ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
-        )
-    }
-    /// True when a given certificate is checked against the client CAs.
-    pub fn verifies(self) -> bool {
-        matches!(
-            self,
-            ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
-        )
-    }
-}
-
-/// A TLS protocol version rustls speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TlsVersion {
-    /// TLS 1.2.
-    Tls12,
-    /// TLS 1.3.
-    Tls13,
-}
-
-impl FromStr for TlsVersion {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "TLS12" => Ok(TlsVersion::Tls12),
-            "TLS13" => Ok(TlsVersion::Tls13),
-            "TLS10" | "TLS11" => Err(format!(
-                "{s} is not supported: promrelay's TLS (rustls) speaks TLS12 and TLS13 only"
-            )),
-            other => Err(format!("unknown TLS version: {other} (TLS12 or TLS13)")),
-        }
-    }
-}
-
-/// A bcrypt hash from `basic_auth_users` (`$2a$`, `$2b$`, `$2y$`; never shown in `Debug`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash(String);
-
-impl PasswordHash {
-    /// The hash, for verifying a password against it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(super::storage::REDACTED)
-    }
-}
-
-impl FromStr for PasswordHash {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        // Never echo the value: it is a secret's hash.
-        let parts = bcrypt::HashParts::from_str(s).map_err(|e| {
-            format!("not a bcrypt hash ({e}); make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'")
-        })?;
-        if !(4..=31).contains(&parts.get_cost()) {
-            return Err("bcrypt cost out of range 4..31".to_owned());
-        }
-        Ok(PasswordHash(s.to_owned()))
-    }
-}
-
-/// `rate_limit`: a token bucket over all requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// One token is added every `interval`.
-    pub interval: Duration,
-    /// Bucket size; a burst of this many requests passes at once.
-    pub burst: u32,
-}
-
-macro_rules! deserialize_via_from_str_string {
-    ($($ty:ty),*) => {$(
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let text = String::deserialize(d)?;
-                text.parse().map_err(serde::de::Error::custom)
-            }
-        }
-    )*};
-}
-
-deserialize_via_from_str_string!(
-    ClientAuth,
-    TlsVersion,
-    PasswordHash,
-    Cipher,
-    Curve,
-    GoDuration
-);
-
-/// A `cipher_suites` entry by Go's name.
-struct Cipher(rustls::CipherSuite);
-
-impl FromStr for Cipher {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        use rustls::CipherSuite as C;
-        let suite = match s {
-            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => C::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => C::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
-            | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" => {
-                C::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-            }
-            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
-            | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" => {
-                C::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-            }
-            "TLS_AES_128_GCM_SHA256" => C::TLS13_AES_128_GCM_SHA256,
-            "TLS_AES_256_GCM_SHA384" => C::TLS13_AES_256_GCM_SHA384,
-            "TLS_CHACHA20_POLY1305_SHA256" => C::TLS13_CHACHA20_POLY1305_SHA256,
-            other if other.starts_with("TLS_") && GO_ONLY_SUITES.contains(&other) => {
-                return Err(format!(
-                    "cipher suite {other} is not supported by promrelay's TLS (rustls implements only AEAD suites with ECDHE); leave it out"
-                ));
-            }
-            other => return Err(format!("unknown cipher: {other}")),
-        };
-        Ok(Cipher(suite))
-    }
-}
-
-/// Suites Go knows that rustls does not implement: refused by name, not as "unknown".
-const GO_ONLY_SUITES: [&str; 16] = [
-    "TLS_RSA_WITH_RC4_128_SHA",
-    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_RSA_WITH_AES_128_CBC_SHA256",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
-    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
-];
-
-/// A `curve_preferences` entry by Go's name.
-struct Curve(rustls::NamedGroup);
-
-impl FromStr for Curve {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "CurveP256" => Ok(Curve(rustls::NamedGroup::secp256r1)),
-            "CurveP384" => Ok(Curve(rustls::NamedGroup::secp384r1)),
-            "X25519" => Ok(Curve(rustls::NamedGroup::X25519)),
-            "CurveP521" => Err(
-                "curve CurveP521 is not supported by promrelay's TLS (rustls with ring); use CurveP256, CurveP384 or X25519".to_owned(),
-            ),
-            other => Err(format!("unknown curve: {other}")),
-        }
-    }
-}
-
-/// A Go duration (`1s`, `500ms`, `0`), as `rate_limit.interval` is written.
-struct GoDuration(Duration);
-
-impl FromStr for GoDuration {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "0" {
-            return Ok(GoDuration(Duration::ZERO));
-        }
-        parse_go_duration(s)
-            .map(GoDuration)
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -543,7 +322,7 @@ fn tls(
         return Err(err(cert_key, "holds no PEM certificate"));
     }
     let now = std::time::UNIX_EPOCH + Duration::from_millis(crate::util::now_ms());
-    check_validity(&cert_chain[0], now).map_err(|why| err(cert_key, &why))?;
+    check_validity(&cert_chain[0], now).map_err(|why| err(cert_key, &why.to_string()))?;
     let key_key = if raw.key_file.is_some() {
         "key_file"
     } else {
@@ -634,21 +413,29 @@ fn tls(
     }))
 }
 
+/// Why a server certificate is refused for its dates.
+#[derive(Debug, thiserror::Error)]
+enum ValidityError {
+    /// Its validity could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] super::x509::X509Error),
+    /// `notAfter` is past.
+    #[error("the certificate expired at {}", humantime::format_rfc3339_seconds(*.0))]
+    Expired(SystemTime),
+    /// `notBefore` is still to come.
+    #[error("the certificate is not valid before {}", humantime::format_rfc3339_seconds(*.0))]
+    NotYetValid(SystemTime),
+}
+
 /// Refuses a server certificate that is not valid at `now`: every client would refuse it, so
 /// serving it (or rotating to it) only turns a visible configuration error into failed pushes.
-fn check_validity(leaf: &CertificateDer<'_>, now: SystemTime) -> Result<(), String> {
-    let (not_before, not_after) = super::x509::validity(leaf).map_err(|e| e.to_string())?;
+fn check_validity(leaf: &CertificateDer<'_>, now: SystemTime) -> Result<(), ValidityError> {
+    let (not_before, not_after) = super::x509::validity(leaf)?;
     if now > not_after {
-        return Err(format!(
-            "the certificate expired at {}",
-            humantime::format_rfc3339_seconds(not_after)
-        ));
+        return Err(ValidityError::Expired(not_after));
     }
     if now < not_before {
-        return Err(format!(
-            "the certificate is not valid before {}",
-            humantime::format_rfc3339_seconds(not_before)
-        ));
+        return Err(ValidityError::NotYetValid(not_before));
     }
     Ok(())
 }

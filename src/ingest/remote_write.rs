@@ -62,17 +62,7 @@ async fn handle_remote_write(
         Ok(Message::V2) => {
             return super::remote_write_v2::remote_write_v2(st, tenant, headers, body).await;
         }
-        Err(ct) => {
-            return refuse(
-                m,
-                Reject::UnsupportedMediaType,
-                format_args!(
-                    "Content-Type {ct:?} is not supported: remote-write takes \
-                     application/x-protobuf (1.0, also with ;proto=prometheus.WriteRequest) or \
-                     application/x-protobuf;proto=io.prometheus.write.v2.Request (2.0)"
-                ),
-            );
-        }
+        Err(e) => return refuse(m, Reject::UnsupportedMediaType, e),
     }
     let encoding = match encoding::from_headers(headers, Encoding::Snappy, &ACCEPTED_ENCODINGS) {
         Ok(e) => e,
@@ -149,15 +139,24 @@ pub(super) enum Message {
     V2,
 }
 
+/// A `Content-Type` that names no remote-write message (the header as sent).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Content-Type {0:?} is not supported: remote-write takes application/x-protobuf (1.0, also \
+     with ;proto=prometheus.WriteRequest) or application/x-protobuf;proto=io.prometheus.write.v2.Request (2.0)"
+)]
+pub(super) struct UnsupportedContentType(String);
+
 /// The message `Content-Type` names, or the header as sent when it names none remote-write
 /// knows. Parsed as RFC 9110 media types are: the type and parameter names are case-insensitive,
 /// whitespace may surround each `;`, a parameter value may be a quoted string; other parameters
 /// (such as `charset`) are ignored.
-pub(super) fn message_type(headers: &HeaderMap) -> Result<Message, String> {
+pub(super) fn message_type(headers: &HeaderMap) -> Result<Message, UnsupportedContentType> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(Message::V1);
     };
-    let unsupported = || String::from_utf8_lossy(value.as_bytes()).into_owned();
+    let unsupported =
+        || UnsupportedContentType(String::from_utf8_lossy(value.as_bytes()).into_owned());
     let ct = value.to_str().map_err(|_| unsupported())?;
     parse_message_type(ct).ok_or_else(unsupported)
 }
