@@ -34,8 +34,17 @@
 # the machine still lands on CPU 0; hence three runs, medians, and the order of the two proxies
 # alternating from run to run.
 #
+# --tls-auth puts both listeners behind TLS and basic auth (issue 10): a CA and an ECDSA P-256
+# server certificate for 127.0.0.1 made by openssl in the bench directory (vmagent's docs advise
+# ECDSA over RSA for speed, so neither side pays for RSA), one user with a bcrypt hash of cost 10
+# for promrelay's --web.config.file (as `htpasswd -nBC 10` writes; promrelay checks it once per
+# credentials and caches the result) and the same user and password as vmagent's -httpAuth.*
+# (compared in plain text). The load generator then pushes over https with the credentials, and
+# the script's probes pass them too. The sinks stay plain HTTP: only the listener side changes.
+#
 # Usage: scripts/bench-vs-vmagent.sh [--runs 3] [--modes throughput,drain] [--load-secs 20]
 #          [--connections 4] [--drain-rate 20] [--warmup-secs 5] [--outage-secs 60] [--no-pin]
+#          [--tls-auth]
 #          [--proxies promrelay,vmagent] [--dir target/bench-vs-vmagent] [--keep]
 #          [--promrelay-storage 'max_block_bytes: 1MiB, concurrency: 2'] [--vmagent-flags '-a=b -c=d']
 # The defaults take about 13 minutes. The outage is the issue's 60 s: a 30 s one ends just after
@@ -69,6 +78,7 @@ empty_timeout=300
 promrelay_storage=
 vmagent_flags=
 report_only=
+tls_auth=false
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -80,6 +90,7 @@ while [[ $# -gt 0 ]]; do
         --warmup-secs) warmup_secs=$2; shift 2 ;;
         --outage-secs) outage_secs=$2; shift 2 ;;
         --no-pin) pin=false; shift ;;
+        --tls-auth) tls_auth=true; shift ;;
         --proxies) proxies=$2; shift 2 ;;
         --dir) dir=$2; shift 2 ;;
         --keep) keep=true; shift ;;
@@ -102,6 +113,7 @@ for m in "${mode_list[@]}"; do [[ $m == throughput || $m == drain ]] || { say "u
 for p in "${proxy_list[@]}"; do [[ $p == promrelay || $p == vmagent ]] || { say "unknown proxy $p"; exit 2; }; done
 
 require_tools "apt-get install -y curl jq util-linux gawk dpkg" curl jq taskset awk dpkg-deb
+$tls_auth && require_tools "apt-get install -y openssl" openssl
 
 # --- report ---------------------------------------------------------------------------------
 # Prints the per-run table, per-run ratios and the medians per proxy and mode over the runs of a
@@ -182,8 +194,10 @@ fi
 # --- what we run ----------------------------------------------------------------------------
 say "building promrelay and the load generator (release)"
 cargo build --release --bin promrelay --example rw_loadgen -q
-promrelay_bin=$repo/target/release/promrelay
-loadgen_bin=$repo/target/release/examples/rw_loadgen
+# cargo builds into CARGO_TARGET_DIR when it is set (a worktree sharing the main checkout's target/).
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+promrelay_bin=$target_dir/release/promrelay
+loadgen_bin=$target_dir/release/examples/rw_loadgen
 
 vmagent_bin=$repo/.peers/bin/vmagent
 [[ -x $vmagent_bin ]] || scripts/fetch-peers.sh >&2
@@ -210,6 +224,63 @@ sink1='' sink2='' proxy_port=''
 free_port sink1
 free_port sink2
 free_port proxy_port
+
+# --- TLS and basic auth (--tls-auth) ----------------------------------------------------------
+# scheme and proxy_curl (curl's options for the proxy's own endpoints) serve both cases; the
+# other arrays stay empty without --tls-auth.
+scheme=http
+proxy_curl=()
+loadgen_auth=()
+promrelay_auth=()
+vmagent_auth=()
+if $tls_auth; then
+    tlsdir=$dir/tls
+    mkdir -p "$tlsdir"
+    user=bench
+    password=bench-$RANDOM$RANDOM
+    ossl() { openssl "$@" >>"$tlsdir/openssl.log" 2>&1 || die "openssl $1 failed: $(tail -3 "$tlsdir/openssl.log")"; }
+    ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tlsdir/ca.key" \
+        -out "$tlsdir/ca.pem" -days 2 -subj /CN=bench-ca \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+    ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tlsdir/server.key" \
+        -out "$tlsdir/server.csr" -subj /CN=127.0.0.1
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+        >"$tlsdir/server.ext"
+    ossl x509 -req -in "$tlsdir/server.csr" -CA "$tlsdir/ca.pem" -CAkey "$tlsdir/ca.key" \
+        -set_serial 1 -days 2 -extfile "$tlsdir/server.ext" -out "$tlsdir/server.pem"
+    # bcrypt, as exporter-toolkit wants: htpasswd (apache2-utils) if installed, else Python's
+    # bcrypt module, else Python's crypt module (libxcrypt does bcrypt; gone in Python 3.13).
+    if command -v htpasswd >/dev/null; then
+        hash=$(htpasswd -nbBC 10 "$user" "$password" | cut -d: -f2-)
+    else
+        hash=$(python3 -W ignore -c '
+import sys
+p = sys.argv[1]
+try:
+    import bcrypt
+    print(bcrypt.hashpw(p.encode(), bcrypt.gensalt(10)).decode())
+except ImportError:
+    import crypt
+    print(crypt.crypt(p, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10)))
+' "$password" 2>/dev/null) || true
+    fi
+    [[ $hash == '$2'[aby]'$10$'* ]] ||
+        die "cannot make a bcrypt hash: apt-get install -y apache2-utils (htpasswd), or pip install bcrypt"
+    cat >"$tlsdir/web.yml" <<EOF
+# promrelay's --web.config.file for --tls-auth (exporter-toolkit format).
+tls_server_config:
+  cert_file: $tlsdir/server.pem
+  key_file: $tlsdir/server.key
+basic_auth_users:
+  $user: '$hash'
+EOF
+    scheme=https
+    proxy_curl=(--cacert "$tlsdir/ca.pem" -u "$user:$password")
+    loadgen_auth=(--ca-file "$tlsdir/ca.pem" --basic-auth "$user:$password")
+    promrelay_auth=(--web.config.file "$tlsdir/web.yml")
+    vmagent_auth=(-tls -tlsCertFile "$tlsdir/server.pem" -tlsKeyFile "$tlsdir/server.key"
+        -httpAuth.username "$user" -httpAuth.password "$password")
+fi
 
 # --- sinks ----------------------------------------------------------------------------------
 sinkdir=$dir/sinks
@@ -273,19 +344,20 @@ start_proxy() { # NAME DATADIR
                 storages=(--config "$data.yaml")
             fi
             "${proxy_cpu[@]}" "$promrelay_bin" --listen "127.0.0.1:$proxy_port" --data-dir "$data" \
-                "${storages[@]}" --queue-max-bytes 64GiB >"$data.log" 2>&1 &
+                "${storages[@]}" --queue-max-bytes 64GiB "${promrelay_auth[@]}" >"$data.log" 2>&1 &
             proxy_pid=$!
             pids+=("$proxy_pid")
-            wait_http "http://127.0.0.1:$proxy_port/-/ready" 30 || die "promrelay did not get ready: $(tail -5 "$data.log")"
+            wait_http "$scheme://127.0.0.1:$proxy_port/-/ready" 30 "${proxy_curl[@]}" || die "promrelay did not get ready: $(tail -5 "$data.log")"
             ;;
         vmagent)
             "${proxy_cpu[@]}" "$vmagent_bin" -httpListenAddr "127.0.0.1:$proxy_port" \
                 -remoteWrite.tmpDataPath "$data" \
                 -remoteWrite.url "http://127.0.0.1:$sink1/api/v1/write" \
-                -remoteWrite.url "http://127.0.0.1:$sink2/api/v1/write" "${vmagent_extra[@]}" >"$data.log" 2>&1 &
+                -remoteWrite.url "http://127.0.0.1:$sink2/api/v1/write" "${vmagent_auth[@]}" "${vmagent_extra[@]}" \
+                >"$data.log" 2>&1 &
             proxy_pid=$!
             pids+=("$proxy_pid")
-            wait_http "http://127.0.0.1:$proxy_port/health" 30 || die "vmagent did not get ready: $(tail -5 "$data.log")"
+            wait_http "$scheme://127.0.0.1:$proxy_port/health" 30 "${proxy_curl[@]}" || die "vmagent did not get ready: $(tail -5 "$data.log")"
             ;;
     esac
 }
@@ -306,13 +378,13 @@ stop_proxy() {
 probe() { # NAME
     case $1 in
         promrelay)
-            curl -fs --max-time 5 "http://127.0.0.1:$proxy_port/api/v1/queues" | jq -r '
+            curl -fs --max-time 5 "${proxy_curl[@]}" "$scheme://127.0.0.1:$proxy_port/api/v1/queues" | jq -r '
                 [ (map(.pending_bytes) | add),
                   (map(.requests_total + .sent_blocks_total + .retries_total) | add),
                   (map(.dropped_blocks_total + .cap_dropped_blocks_total) | add), 0 ] | @tsv' | tr '\t' ' '
             ;;
         vmagent)
-            curl -fs --max-time 5 "http://127.0.0.1:$proxy_port/metrics" | awk '
+            curl -fs --max-time 5 "${proxy_curl[@]}" "$scheme://127.0.0.1:$proxy_port/metrics" | awk '
                 /^vmagent_remotewrite_block_size_bytes_sum / { made = $NF }
                 /^vmagent_remotewrite_bytes_sent_total\{/ { sent += $NF }
                 /^vmagent_remotewrite_block_size_rows_sum / { rows_blocked = $NF }
@@ -360,8 +432,8 @@ wait_empty() { # NAME BACKLOG
 start_load() { # OUTFILE ARGS...
     loadgen_out=$1
     shift
-    "${load_cpu[@]}" "$loadgen_bin" --url "http://127.0.0.1:$proxy_port/api/v1/write" \
-        --connections "$connections" "$@" >"$loadgen_out" 2>"$loadgen_out.err" &
+    "${load_cpu[@]}" "$loadgen_bin" --url "$scheme://127.0.0.1:$proxy_port/api/v1/write" \
+        --connections "$connections" "${loadgen_auth[@]}" "$@" >"$loadgen_out" 2>"$loadgen_out.err" &
     loadgen_pid=$!
     pids+=("$loadgen_pid")
     for _ in $(seq 600); do
@@ -436,6 +508,7 @@ measure() { # RUN MODE NAME
 say "sinks: nginx $("$nginx_bin" -v 2>&1 | sed 's/.*\///') on 127.0.0.1:$sink1 and :$sink2; pinning: $pinning"
 [[ -n $promrelay_storage ]] && say "promrelay storages with: $promrelay_storage"
 [[ -n $vmagent_flags ]] && say "vmagent with: $vmagent_flags"
+$tls_auth && say "listeners: TLS (ECDSA P-256 certificate from $tlsdir) and basic auth; the load generator and probes use https"
 say "load: $connections connections; throughput: ${load_secs} s as fast as answered; drain: ${drain_rate} pushes/s, sinks off after ${warmup_secs} s for ${outage_secs} s"
 for run in $(seq "$runs"); do
     order=("${proxy_list[@]}")

@@ -100,9 +100,12 @@ free_port() { # VAR
     done
 }
 
-wait_http() { # URL SECONDS
-    local deadline=$((SECONDS + $2))
-    until curl -fs -o /dev/null --max-time 1 "$1"; do
+# Waits until URL answers 2xx; any further arguments go to curl (e.g. --cacert, -u for a listener
+# with TLS and basic auth).
+wait_http() { # URL SECONDS [CURL_ARGS...]
+    local url=$1 deadline=$((SECONDS + $2))
+    shift 2
+    until curl -fs -o /dev/null --max-time 1 "$@" "$url"; do
         ((SECONDS < deadline)) || return 1
         sleep 0.1
     done
