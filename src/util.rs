@@ -1,12 +1,14 @@
 //! Small helpers several modules need, written once: the wall clock in milliseconds, an error
-//! with its sources on one line, and user- or peer-supplied text made safe for a one-line
-//! message.
+//! with its sources on one line, user- or peer-supplied text made safe for a one-line message,
+//! and a throttle for repeated log lines.
 //!
-//! Must not: depend on any other module of the crate (it sits below all of them), hold state,
-//! or grow into a grab bag: a helper belongs here only when two top-level modules need it.
+//! Must not: depend on any other module of the crate (it sits below all of them), hold state of
+//! its own (a [`LogThrottle`] lives in its caller), or grow into a grab bag: a helper belongs here
+//! only when two top-level modules need it.
 
 use std::error::Error;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch (0 if the clock is set before 1970).
 ///
@@ -18,6 +20,35 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+/// Lets a repeated log line through at most once per interval, whichever thread asks: the first
+/// caller in each interval is told to log, the others not (what they would have said is counted
+/// elsewhere).
+#[derive(Debug)]
+pub struct LogThrottle {
+    every_ms: u64,
+    last_ms: AtomicU64,
+}
+
+impl LogThrottle {
+    pub const fn new(every: Duration) -> Self {
+        LogThrottle {
+            every_ms: every.as_millis() as u64,
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// True for the first caller of each interval.
+    pub fn due(&self) -> bool {
+        let now = now_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        now.saturating_sub(last) >= self.every_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 /// An error and its sources on one line (`outer: inner: innermost`).
@@ -58,6 +89,15 @@ pub fn one_line_max(text: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_lets_one_caller_through_per_interval() {
+        let throttle = LogThrottle::new(Duration::from_secs(3600));
+        assert!(throttle.due());
+        assert!(!throttle.due());
+        assert!(!throttle.due());
+        assert!(LogThrottle::new(Duration::ZERO).due());
+    }
 
     #[test]
     fn one_line_escapes_newlines_and_other_control_characters() {

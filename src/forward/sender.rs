@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -18,7 +18,7 @@ use crate::config::StorageConfig;
 use crate::outbound::{self, ClientError, ClientOptions, TlsOptions};
 use crate::prompb;
 use crate::queue::{Block, Queue};
-use crate::util::{error_chain, now_ms, one_line_max};
+use crate::util::{LogThrottle, error_chain, now_ms, one_line_max};
 
 /// How long a send in progress may finish after shutdown was asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -91,7 +91,7 @@ pub(crate) fn spawn(
         url,
         headers,
         shutdown,
-        last_reject_log: std::sync::Mutex::new(None),
+        reject_log: LogThrottle::new(REJECT_LOG_EVERY),
     });
     let n = sender.storage.cfg.concurrency.max(1);
     (0..n)
@@ -109,7 +109,7 @@ struct Sender {
     url: reqwest::Url,
     headers: HeaderMap,
     shutdown: CancellationToken,
-    last_reject_log: std::sync::Mutex<Option<Instant>>,
+    reject_log: LogThrottle,
 }
 
 /// Consecutive blocks and the request body made of them.
@@ -283,12 +283,7 @@ impl Sender {
             .fetch_add(u64::from(b.count), Ordering::Relaxed);
         c.last_drop_ms.store(now_ms(), Ordering::Relaxed);
         c.set_error(reason.to_string());
-        let mut last = self
-            .last_reject_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= REJECT_LOG_EVERY) {
-            *last = Some(Instant::now());
+        if self.reject_log.due() {
             warn!(storage = %self.storage.id, samples = b.count, reason, "storage refused a block; dropped it (logged at most every 10s)");
         }
     }

@@ -106,27 +106,6 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-/// Lets a repeated warning through at most once a minute, whichever thread asks.
-pub(super) struct EveryMinute(std::sync::atomic::AtomicU64);
-
-impl EveryMinute {
-    pub(super) const fn new() -> Self {
-        EveryMinute(std::sync::atomic::AtomicU64::new(0))
-    }
-
-    /// True for the first caller in each minute.
-    pub(super) fn due(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let now = crate::util::now_ms();
-        let last = self.0.load(Ordering::Relaxed);
-        now.saturating_sub(last) >= 60_000
-            && self
-                .0
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
-}
-
 /// A refusal: its status and one line saying why.
 fn refuse(m: &IngestMetrics, reason: Reject, why: impl std::fmt::Display) -> Response {
     m.rejected(reason);

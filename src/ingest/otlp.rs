@@ -9,7 +9,7 @@
 //! request's encoding (protobuf when the Content-Type itself was refused).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::encoding::{self, Encoding, EncodingError};
 use super::{
-    DECOMPRESSED, EveryMinute, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse,
-    still_opening,
+    DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
 };
 use tracing::warn;
 
@@ -27,6 +26,7 @@ use crate::forward::Tenant;
 use crate::otlp::{self, Format};
 use crate::prompb;
 use crate::stats::{DropReason, Reject, Source};
+use crate::util::LogThrottle;
 
 /// OTLP/HTTP names gzip; zstd costs nothing more here. No header means identity.
 const ACCEPTED_ENCODINGS: [Encoding; 3] = [Encoding::Identity, Encoding::Gzip, Encoding::Zstd];
@@ -38,7 +38,7 @@ enum BodyError {
 }
 
 /// At most one log line a minute about refused data points.
-static REFUSED_LOG: EveryMinute = EveryMinute::new();
+static REFUSED_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
 /// Seconds a sender is asked to wait before retrying a push a queue could not take.
 const QUEUE_RETRY_AFTER_SECONDS: &str = "5";

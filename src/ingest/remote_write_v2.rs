@@ -12,6 +12,7 @@
 //! what was kept.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -21,12 +22,12 @@ use tracing::warn;
 use super::encoding::{self, Encoding};
 use super::remote_write::{ACCEPTED_ENCODINGS, refuse_body};
 use super::{
-    DECOMPRESSED, EveryMinute, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse,
-    still_opening,
+    DECOMPRESSED, IngestState, KEEP_BUFFER_BYTES, queue, read_body, refuse, still_opening,
 };
 use crate::forward::Tenant;
 use crate::prompb::{self, v2};
 use crate::stats::{DropReason, Reject, Source};
+use crate::util::LogThrottle;
 
 pub(super) const SAMPLES_WRITTEN: &str = "X-Prometheus-Remote-Write-Samples-Written";
 pub(super) const HISTOGRAMS_WRITTEN: &str = "X-Prometheus-Remote-Write-Histograms-Written";
@@ -38,7 +39,7 @@ thread_local! {
 }
 
 /// At most one log line a minute about dropped custom-bucket histograms.
-static DROP_LOG: EveryMinute = EveryMinute::new();
+static DROP_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(60));
 
 /// What was queued, for the response headers.
 #[derive(Clone, Copy, Default)]

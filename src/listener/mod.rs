@@ -58,7 +58,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::{ListenerSettings, WebConfig, load_web_config};
 use crate::stats::ListenerMetrics;
-use crate::util::{error_chain, now_ms};
+use crate::util::{LogThrottle, error_chain, now_ms};
 
 pub use limits::limit_inserts;
 pub use tls::TlsBuildError;
@@ -143,8 +143,8 @@ struct Shared {
     metrics: Arc<ListenerMetrics>,
     /// Bounds bcrypt work across reloads.
     bcrypt: Arc<Semaphore>,
-    /// When a failed handshake was last logged (ms since the epoch).
-    last_handshake_log: AtomicU64,
+    /// Failed handshakes are logged at most once per [`HANDSHAKE_LOG_EVERY`].
+    handshake_log: LogThrottle,
 }
 
 impl Shared {
@@ -154,15 +154,7 @@ impl Shared {
 
     fn handshake_failed(&self, peer: SocketAddr, why: &str) {
         let total = self.metrics.tls_handshake_failed();
-        let now = now_ms();
-        let last = self.last_handshake_log.load(Ordering::Relaxed);
-        let every = HANDSHAKE_LOG_EVERY.as_millis() as u64;
-        if now.saturating_sub(last) >= every
-            && self
-                .last_handshake_log
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if self.handshake_log.due() {
             warn!(%peer, error = why, failures_total = total, "TLS handshake failed (logged at most every 5s; all are counted in promrelay_tls_handshake_failures_total)");
         }
     }
@@ -196,7 +188,7 @@ impl Listener {
                 settings,
                 metrics,
                 bcrypt,
-                last_handshake_log: AtomicU64::new(0),
+                handshake_log: LogThrottle::new(HANDSHAKE_LOG_EVERY),
             }),
         })
     }
