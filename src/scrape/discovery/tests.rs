@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::file::expand;
 use super::*;
 use crate::scrape::config::{self, ScrapeConfig};
 
@@ -153,7 +154,7 @@ async fn file_sd_change_is_picked_up() {
     let dir = Dir::new();
     dir.write("sd/a.json", r#"[{"targets": ["a:1"]}]"#);
     let config = dir.config(FILE_SD);
-    let discovery = Discovery::start_polling(&config.jobs, Duration::from_millis(20));
+    let discovery = Discovery::start_with(&config.jobs, fast());
     assert_eq!(targets_of(&discovery.current(), "files"), ["a:1"]);
     let mut changes = discovery.subscribe();
     changes.borrow_and_update();
@@ -172,7 +173,7 @@ async fn file_sd_change_is_picked_up() {
 async fn dropping_discovery_closes_subscriptions() {
     let dir = Dir::new();
     let config = dir.config(FILE_SD);
-    let discovery = Discovery::start_polling(&config.jobs, Duration::from_millis(20));
+    let discovery = Discovery::start_with(&config.jobs, fast());
     let mut changes = discovery.subscribe();
     drop(discovery);
     let closed = tokio::time::timeout(Duration::from_secs(10), changes.changed()).await;
@@ -209,4 +210,122 @@ fn absolute_paths_of_matches_are_absolute() {
     assert_eq!(matches.len(), 1);
     assert!(Path::new(&matches[0].1).is_absolute());
     assert_eq!(matches[0].0, dir.path("sd/a.json"));
+}
+
+/// Options for tests: files polled every 20 ms, snapshots sent without delay.
+fn fast() -> DiscoveryOptions {
+    DiscoveryOptions {
+        poll_interval: Duration::from_millis(20),
+        min_publish_interval: Duration::ZERO,
+    }
+}
+
+fn group(source: &str, targets: &[&str]) -> TargetGroup {
+    TargetGroup {
+        source: source.to_owned(),
+        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        labels: BTreeMap::new(),
+        file: None,
+    }
+}
+
+/// Starts discovery whose providers are sinks handed back to the test, `per_job` slots per job.
+fn with_sinks(
+    config: &ScrapeConfig,
+    per_job: usize,
+    options: DiscoveryOptions,
+) -> (Discovery, Vec<GroupSink>) {
+    let mut sinks = Vec::new();
+    let discovery = Discovery::start_with_providers(&config.jobs, options, |_, factory| {
+        for _ in 0..per_job {
+            sinks.push(factory.next_sink());
+        }
+        Vec::new()
+    });
+    (discovery, sinks)
+}
+
+async fn next_snapshot(changes: &mut watch::Receiver<Snapshot>) -> Snapshot {
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("a change within 10s")
+        .expect("discovery still running");
+    changes.borrow_and_update().clone()
+}
+
+const STATIC_AND_FILES: &str = "scrape_configs:\n  - job_name: files\n    static_configs:\n      - targets: ['s:1']\n    file_sd_configs:\n      - files: ['sd/*.json']\n";
+
+#[tokio::test]
+async fn provider_groups_follow_static_and_file_groups_in_slot_order() {
+    let dir = Dir::new();
+    dir.write("sd/a.json", r#"[{"targets": ["f:1"]}]"#);
+    let config = dir.config(STATIC_AND_FILES);
+    let (discovery, sinks) = with_sinks(&config, 2, fast());
+    let mut changes = discovery.subscribe();
+    changes.borrow_and_update();
+
+    assert!(sinks[1].publish(vec![group("second", &["p2:1"])]));
+    assert!(sinks[0].publish(vec![group("first", &["p1:1", "p1:2"])]));
+    let mut snapshot = next_snapshot(&mut changes).await;
+    while targets_of(&snapshot, "files").len() < 5 {
+        snapshot = next_snapshot(&mut changes).await;
+    }
+    assert_eq!(
+        targets_of(&snapshot, "files"),
+        ["s:1", "f:1", "p1:1", "p1:2", "p2:1"]
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_updates_becomes_one_snapshot_with_the_latest_groups() {
+    let dir = Dir::new();
+    let config = dir.config("scrape_configs:\n  - job_name: k\n    static_configs: []\n");
+    let options = DiscoveryOptions {
+        min_publish_interval: Duration::from_millis(300),
+        ..fast()
+    };
+    let (discovery, sinks) = with_sinks(&config, 1, options);
+    let mut changes = discovery.subscribe();
+    changes.borrow_and_update();
+
+    // The first update goes out at once; the burst after it waits for the interval.
+    sinks[0].publish(vec![group("g", &["a:0"])]);
+    assert_eq!(targets_of(&next_snapshot(&mut changes).await, "k"), ["a:0"]);
+    for i in 1..=100 {
+        sinks[0].publish(vec![group("g", &[&format!("a:{i}")])]);
+    }
+    assert_eq!(
+        targets_of(&next_snapshot(&mut changes).await, "k"),
+        ["a:100"]
+    );
+    // Nothing more is pending: the 100 updates made one snapshot.
+    let more = tokio::time::timeout(Duration::from_millis(700), changes.changed()).await;
+    assert!(more.is_err(), "an extra snapshot was sent");
+}
+
+#[tokio::test]
+async fn publishing_the_same_groups_again_wakes_no_subscriber() {
+    let dir = Dir::new();
+    let config = dir.config("scrape_configs:\n  - job_name: k\n    static_configs: []\n");
+    let (discovery, sinks) = with_sinks(&config, 1, fast());
+    let mut changes = discovery.subscribe();
+    changes.borrow_and_update();
+    sinks[0].publish(vec![group("g", &["a:1"])]);
+    next_snapshot(&mut changes).await;
+
+    sinks[0].publish(vec![group("g", &["a:1"])]);
+    let more = tokio::time::timeout(Duration::from_millis(300), changes.changed()).await;
+    assert!(more.is_err(), "an unchanged publish woke a subscriber");
+}
+
+#[tokio::test]
+async fn dropping_discovery_closes_provider_sinks() {
+    let dir = Dir::new();
+    let config = dir.config("scrape_configs:\n  - job_name: k\n    static_configs: []\n");
+    let (discovery, sinks) = with_sinks(&config, 1, fast());
+    drop(discovery);
+    tokio::time::timeout(Duration::from_secs(10), sinks[0].closed())
+        .await
+        .expect("the sink closes when discovery is dropped");
+    assert!(!sinks[0].publish(Vec::new()));
 }
