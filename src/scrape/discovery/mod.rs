@@ -1,6 +1,6 @@
 //! Target discovery: the hub that keeps every job's target groups and tells the scrape manager
 //! when they change, and the discovery mechanisms that feed it, one per file or directory:
-//! static groups and `file_sd_configs` ([`file`]), and the asynchronous providers
+//! static groups and `file_sd_configs` ([`file`](mod@file)), and the asynchronous providers
 //! (`kubernetes_sd_configs`, `http_sd_configs`, `dns_sd_configs`) started by
 //! [`spawn_providers`].
 //!
