@@ -37,7 +37,7 @@ use crate::util::one_line;
 const MAX_SD_FILE_BYTES: u64 = 64 << 20;
 
 /// The synchronous core of discovery: holds the groups of every job and re-reads files when
-/// asked. [`Discovery`] drives it on a timer; tests drive it directly.
+/// asked. [`Discovery`](super::Discovery) drives it on a timer; tests drive it directly.
 #[derive(Debug)]
 pub struct Discoverer {
     jobs: Vec<JobState>,
