@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub enum Place {
     /// A command-line flag.
     CommandLine,
+    /// A flag's environment variable (`PROMRELAY_...`); the key names the variable.
+    Environment,
     /// The YAML file, with the 1-based line and column when the parser knows them.
     File {
         /// The `--config` path as given.
@@ -31,6 +33,7 @@ impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Place::CommandLine => f.write_str("command line"),
+            Place::Environment => f.write_str("environment"),
             Place::File {
                 path,
                 line_col: Some((line, col)),
@@ -55,6 +58,15 @@ pub enum ConfigError {
     /// A command-line flag was unknown, lacked its value, or its value did not parse.
     #[error("command line: {0}")]
     Flag(String),
+
+    /// A flag's environment variable held a value the flag does not take.
+    #[error("environment: {var}: {reason}")]
+    Environment {
+        /// The variable, like `PROMRELAY_QUEUE_MAX_BYTES`.
+        var: String,
+        /// What is wrong with its value (the value itself only where it holds no secret).
+        reason: String,
+    },
 
     /// The `--config` file could not be read.
     #[error("{}: cannot read config file: {source}", path.display())]

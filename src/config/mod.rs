@@ -7,8 +7,8 @@
 //!   the file format: the flags' settings under their names with `_`, plus `storages:` and
 //!   `otlp:` (the raw
 //!   structs in `file.rs` are the reference; unknown keys are errors).
-//! - Merging: a scalar flag given on the command line wins over the file, the file wins over the
-//!   default. `--remote-write-url` adds storages with default settings after the file's.
+//! - Merging: a scalar flag given on the command line wins over its environment variable
+//!   (`PROMRELAY_...`), the variable over the file, the file over the default. `--remote-write-url` adds storages with default settings after the file's.
 //!   `--queue-max-bytes` (or the file's top-level `queue_max_bytes`) applies to storages that do
 //!   not set their own.
 //! - Validation, including reading secret files (`password_file`, `bearer_token_file`) into the
@@ -63,12 +63,12 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::util::one_line;
 
-pub use cli::{Cli, Command, FsyncMode, LogFormat, QueueCommand};
+use cli::FlagSources;
+pub use cli::{Cli, Command, FsyncMode, LogFormat, QueueCommand, env_var_name};
 pub use error::{ConfigError, Place};
 pub use file::MAX_CONCURRENCY;
 pub use file::ReadFileError;
@@ -195,19 +195,20 @@ impl Invocation {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let matches = Cli::command()
-            .try_get_matches_from(args)
-            .map_err(flag_error)?;
-        let cli = Cli::from_arg_matches(&matches).map_err(flag_error)?;
+            .try_get_matches_from(&args)
+            .map_err(|e| flag_error(e, &args))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|e| flag_error(e, &args))?;
         if let Some(Command::Queue(command)) = cli.command {
             return Ok(Invocation::Queue(command));
         }
-        let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let sources = FlagSources::new(&matches);
         let file = match &cli.config {
             Some(path) => Some((path.clone(), file::load(path)?)),
             None => None,
         };
-        merge(&cli, &given, file).map(|c| Invocation::Run(Box::new(c)))
+        merge(&cli, &sources, file).map(|c| Invocation::Run(Box::new(c)))
     }
 }
 
@@ -238,21 +239,21 @@ struct Origin {
 }
 
 impl Origin {
-    fn flag(name: &str) -> Self {
-        Origin {
-            place: Place::CommandLine,
-            key: format!("--{name}"),
-        }
+    /// The flag `id` (its field name), from the command line, its variable or its default.
+    fn flag(sources: &FlagSources<'_>, id: &str) -> Self {
+        let (place, key) = sources.origin(id);
+        Origin { place, key }
     }
 }
 
-/// Combines the flags and the file: a flag typed on the command line wins, then the file, then
-/// the flag's default.
+/// Combines the flags and the file: a flag typed on the command line or set in its environment
+/// variable wins, then the file, then the flag's default.
 fn merge(
     cli: &Cli,
-    given: &dyn Fn(&str) -> bool,
+    sources: &FlagSources<'_>,
     file: Option<(PathBuf, FileConfig)>,
 ) -> Result<Config, ConfigError> {
+    let given = |id: &str| sources.given(id);
     let (file_path, raw) = match file {
         Some((path, raw)) => (Some(path), raw),
         None => (None, FileConfig::default()),
@@ -301,13 +302,14 @@ fn merge(
         }
         _ => {
             if cli.data_dir.as_os_str().is_empty() {
-                return Err(invalid(Place::CommandLine, "--data-dir", "is empty"));
+                let (place, key) = sources.origin("data_dir");
+                return Err(invalid(place, &key, "is empty"));
             }
             cli.data_dir.clone()
         }
     };
 
-    let scrape = scrape_config(cli, given, &raw, resolver.as_ref())?;
+    let scrape = scrape_config(cli, sources, &raw, resolver.as_ref())?;
 
     let mut storages = Vec::new();
     // Storage id -> where it was first configured, to report both places of a duplicate.
@@ -414,20 +416,15 @@ fn check_unique(
 
 fn scrape_config(
     cli: &Cli,
-    given: &dyn Fn(&str) -> bool,
+    sources: &FlagSources<'_>,
     raw: &FileConfig,
     resolver: Option<&RelayConfigResolver<'_>>,
 ) -> Result<ScrapeSettings, ConfigError> {
+    let given = |id: &str| sources.given(id);
     // Each cluster setting with where it came from, so a conflict names both ends.
     let setting = |id: &str, flag: u32, file: Option<(u32, Origin)>| match file {
         Some(from_file) if !given(id) => from_file,
-        _ => {
-            let mut origin = Origin::flag(&id.replace('_', "-"));
-            if !given(id) {
-                origin.key.push_str(" (default)");
-            }
-            (flag, origin)
-        }
+        _ => (flag, Origin::flag(sources, id)),
     };
     let from_file = |key: &str, value: u32, place: Place| {
         (
@@ -492,7 +489,8 @@ fn scrape_config(
         }
         _ => match &cli.scrape_config {
             Some(path) => {
-                check_readable(path, Place::CommandLine, "--scrape-config")?;
+                let (place, key) = sources.origin("scrape_config");
+                check_readable(path, place, &key)?;
                 Some(path.clone())
             }
             None => None,
@@ -519,8 +517,10 @@ fn check_readable(path: &Path, place: Place, key: &str) -> Result<(), ConfigErro
 }
 
 /// Turns a clap error into [`ConfigError`]: help and version pass through for clap to print;
-/// real errors become one line (clap's own rendering spans several, with usage and tips).
-fn flag_error(e: clap::Error) -> ConfigError {
+/// real errors become one line (clap's own rendering spans several, with usage and tips). A value
+/// that came from a flag's environment variable (the flag is not among `args`) is reported as
+/// [`ConfigError::Environment`], naming the variable.
+fn flag_error(e: clap::Error, args: &[OsString]) -> ConfigError {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     use std::error::Error as _;
 
@@ -557,5 +557,11 @@ fn flag_error(e: clap::Error) -> ConfigError {
             message.push_str(&format!(" (did you mean '{s}'?)"));
         }
     }
-    ConfigError::Flag(one_line(&message))
+    match flag.as_deref().and_then(|f| cli::env_source_of(f, args)) {
+        Some(var) => ConfigError::Environment {
+            var,
+            reason: one_line(&message),
+        },
+        None => ConfigError::Flag(one_line(&message)),
+    }
 }
