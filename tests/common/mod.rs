@@ -997,6 +997,9 @@ pub fn serve_until_stopped(
     (shutdown, server)
 }
 
+/// A fake Kubernetes API server (list, watch, selectors, 410 Gone) and its object fixtures.
+pub mod fake_kube;
+
 /// Certificates made by openssl, and TLS clients that use them.
 pub mod pki;
 
