@@ -702,9 +702,9 @@ impl VmagentMember {
         running.0
     }
 
-    /// `(scrapePool, discovered __address__)` of every target it scrapes, or `None` while it
-    /// does not answer yet. Panics with its log if it exited.
-    pub async fn active_targets(&self) -> Option<BTreeSet<(String, String)>> {
+    /// Its `/api/v1/targets` (active and dropped targets with their discovered labels), or
+    /// `None` while it does not answer yet. Panics with its log if it exited.
+    pub async fn targets_json(&self) -> Option<serde_json::Value> {
         let port = self.port();
         let response = self
             .http
@@ -717,7 +717,13 @@ impl VmagentMember {
             return None;
         }
         let body = response.text().await.ok()?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// `(scrapePool, discovered __address__)` of every target it scrapes, or `None` while it
+    /// does not answer yet. Panics with its log if it exited.
+    pub async fn active_targets(&self) -> Option<BTreeSet<(String, String)>> {
+        let json = self.targets_json().await?;
         json["data"]["activeTargets"]
             .as_array()?
             .iter()
