@@ -26,8 +26,9 @@
 //! - `body_size_limit` takes Prometheus' units with Prometheus' meaning: `KB`, `MB`, `GB` are
 //!   powers of 1024 there (`KiB`, `MiB`, `GiB` are accepted too), not the powers of 1000 that
 //!   promrelay's own flags use. A plain number is bytes.
-//! - `scrape_config_files` and service discoveries other than `static_configs` and
-//!   `file_sd_configs` are refused with an error rather than silently yielding no targets.
+//! - `scrape_config_files` and service discoveries other than `static_configs`,
+//!   `file_sd_configs` and `kubernetes_sd_configs` are refused with an error rather than
+//!   silently yielding no targets.
 //! - Credential files are read once at load time (Prometheus re-reads them per scrape); a
 //!   reload picks up a changed file.
 //! - Unknown top-level sections are ignored (with the warning), not refused: new Prometheus
@@ -36,11 +37,15 @@
 //! # Layout
 //! - `raw`: the file's shape, key by key (read, ignored, refused, unknown).
 //! - `resolve`: defaults, checks, paths and secrets, from the shape to [`ScrapeConfig`].
+//! - `kubernetes`: `kubernetes_sd_configs` entries, their shape and checks.
 //!
 //! # Must not
 //! Open network connections or read files other than the config, secret and TLS files it names.
 //! Discovery files (`file_sd_configs`) are read by [`discovery`](super::discovery), not here.
 
+mod kubernetes;
+#[cfg(test)]
+mod kubernetes_tests;
 mod raw;
 mod resolve;
 #[cfg(test)]
@@ -59,6 +64,9 @@ use crate::config::{Place, ReadFileError, Secret, ValueError};
 pub(crate) use crate::config::{key_path_of, read_bounded};
 use crate::relabel::{CompiledRelabel, RelabelConfig, compile_all};
 
+pub use kubernetes::{
+    ApiServerConfig, KubernetesConnection, KubernetesRole, KubernetesSdConfig, KubernetesSelector,
+};
 use raw::RawFile;
 use resolve::ScrapeConfigResolver;
 
@@ -196,6 +204,8 @@ pub struct JobConfig {
     pub static_configs: Vec<StaticConfig>,
     /// Target groups read from files.
     pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets discovered from a Kubernetes API server.
+    pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
     /// Applied to each target's labels before scraping.
     pub relabel_configs: RelabelRules,
     /// Applied to each scraped series.

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
+use super::kubernetes::RawKubernetesSd;
 use super::parse_prometheus_size;
 use crate::config::{Secret, parse_duration};
 use crate::relabel::RelabelConfig;
@@ -28,6 +29,7 @@ const JOB_KEYS: &[&str] = &[
     "honor_timestamps",
     "static_configs",
     "file_sd_configs",
+    "kubernetes_sd_configs",
     "relabel_configs",
     "metric_relabel_configs",
     "sample_limit",
@@ -68,7 +70,8 @@ const IGNORED_JOB_KEYS: &[&str] = &[
 
 /// Prometheus scrape config keys promrelay cannot honour, where ignoring them would scrape
 /// through another network path or without the credentials the user configured. Every
-/// `*_sd_configs` key other than `static_configs` and `file_sd_configs` is refused too.
+/// `*_sd_configs` key other than `static_configs`, `file_sd_configs` and
+/// `kubernetes_sd_configs` is refused too.
 const REFUSED_JOB_KEYS: &[&str] = &[
     "proxy_url",
     "no_proxy",
@@ -245,6 +248,7 @@ pub(super) struct RawJob {
     pub(super) honor_timestamps: Option<bool>,
     pub(super) static_configs: Option<Vec<RawStatic>>,
     pub(super) file_sd_configs: Option<Vec<RawFileSd>>,
+    pub(super) kubernetes_sd_configs: Option<Vec<Spanned<RawKubernetesSd>>>,
     pub(super) relabel_configs: Option<Vec<RelabelConfig>>,
     pub(super) metric_relabel_configs: Option<Vec<RelabelConfig>>,
     pub(super) sample_limit: Option<u64>,
@@ -287,6 +291,7 @@ impl<'de> Visitor<'de> for RawJobVisitor {
                 "honor_timestamps" => j.honor_timestamps = map.next_value()?,
                 "static_configs" => j.static_configs = map.next_value()?,
                 "file_sd_configs" => j.file_sd_configs = map.next_value()?,
+                "kubernetes_sd_configs" => j.kubernetes_sd_configs = map.next_value()?,
                 "relabel_configs" => j.relabel_configs = map.next_value()?,
                 "metric_relabel_configs" => j.metric_relabel_configs = map.next_value()?,
                 "sample_limit" => j.sample_limit = map.next_value()?,
@@ -303,7 +308,7 @@ impl<'de> Visitor<'de> for RawJobVisitor {
                 }
                 k if k.ends_with("_sd_configs") => {
                     let message = format!(
-                        "promrelay does not support `{k}`: use static_configs or file_sd_configs (a tool can write file_sd files from any other discovery)"
+                        "promrelay does not support `{k}`: use static_configs, file_sd_configs or kubernetes_sd_configs (a tool can write file_sd files from any other discovery)"
                     );
                     return refuse(&mut map, Refusal::Unsupported(message));
                 }
@@ -321,6 +326,26 @@ impl<'de> Visitor<'de> for RawJobVisitor {
         }
         Ok(j)
     }
+}
+
+impl RawJob {
+    /// The job's authentication keys, for [`ScrapeConfigResolver::auth`](super::resolve).
+    pub(super) fn auth(&self) -> RawAuth<'_> {
+        RawAuth {
+            basic_auth: self.basic_auth.as_ref(),
+            authorization: self.authorization.as_ref(),
+            bearer_token: self.bearer_token.as_ref(),
+            bearer_token_file: self.bearer_token_file.as_ref(),
+        }
+    }
+}
+
+/// The keys that set an `Authorization` header, of a job or of a discovery's HTTP client.
+pub(super) struct RawAuth<'a> {
+    pub(super) basic_auth: Option<&'a Spanned<RawBasicAuth>>,
+    pub(super) authorization: Option<&'a Spanned<RawAuthorization>>,
+    pub(super) bearer_token: Option<&'a Spanned<Secret>>,
+    pub(super) bearer_token_file: Option<&'a Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::raw::{PromDuration, RawFile, RawGlobal, RawJob, RawTls};
+use super::raw::{PromDuration, RawAuth, RawFile, RawGlobal, RawJob, RawTls};
 use super::{
     DEFAULT_FILE_SD_REFRESH_INTERVAL, DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL,
     DEFAULT_SCRAPE_TIMEOUT, FilePattern, FileSdConfig, GlobalConfig, JobConfig, RelabelRules,
@@ -44,15 +44,20 @@ impl<'a> ScrapeConfigResolver<'a> {
         FileRefs { file: self.file }
     }
 
-    fn path(&self, p: &Path) -> PathBuf {
+    pub(super) fn path(&self, p: &Path) -> PathBuf {
         self.refs().path(p)
     }
 
-    fn place<T>(&self, spanned: &Spanned<T>) -> Place {
+    pub(super) fn place<T>(&self, spanned: &Spanned<T>) -> Place {
         self.refs().place(spanned)
     }
 
-    fn invalid<T>(&self, at: &Spanned<T>, key: String, reason: String) -> ScrapeConfigError {
+    pub(super) fn invalid<T>(
+        &self,
+        at: &Spanned<T>,
+        key: String,
+        reason: String,
+    ) -> ScrapeConfigError {
         ScrapeConfigError::Invalid {
             place: self.place(at),
             key,
@@ -302,9 +307,15 @@ impl<'a> ScrapeConfigResolver<'a> {
             });
         }
 
-        let auth = self.auth(raw, &key)?;
+        let mut kubernetes_sd_configs = Vec::new();
+        for (i, k) in raw.kubernetes_sd_configs.iter().flatten().enumerate() {
+            kubernetes_sd_configs
+                .push(self.kubernetes_sd(k, &key(&format!("kubernetes_sd_configs[{i}]")))?);
+        }
+
+        let auth = self.auth(&raw.auth(), &key)?;
         let tls = match &raw.tls_config {
-            Some(t) => self.tls(t, &key("tls_config"))?,
+            Some(t) => self.tls(t, &key("tls_config"), false)?,
             None => ScrapeTls::default(),
         };
 
@@ -319,6 +330,7 @@ impl<'a> ScrapeConfigResolver<'a> {
             honor_timestamps: raw.honor_timestamps.unwrap_or(true),
             static_configs,
             file_sd_configs,
+            kubernetes_sd_configs,
             relabel_configs,
             metric_relabel_configs,
             sample_limit: raw.sample_limit.or(raw_global.sample_limit).unwrap_or(0),
@@ -333,24 +345,20 @@ impl<'a> ScrapeConfigResolver<'a> {
         })
     }
 
-    fn auth(
+    /// The one `Authorization` of a job or of a discovery's HTTP client, from the four keys
+    /// that can set it (at most one may be set).
+    pub(super) fn auth(
         &self,
-        raw: &RawJob,
+        raw: &RawAuth<'_>,
         key: &dyn Fn(&str) -> String,
     ) -> Result<ScrapeAuth, ScrapeConfigError> {
         let sources: Vec<(&str, Place)> = [
-            ("basic_auth", raw.basic_auth.as_ref().map(|s| self.place(s))),
-            (
-                "authorization",
-                raw.authorization.as_ref().map(|s| self.place(s)),
-            ),
-            (
-                "bearer_token",
-                raw.bearer_token.as_ref().map(|s| self.place(s)),
-            ),
+            ("basic_auth", raw.basic_auth.map(|s| self.place(s))),
+            ("authorization", raw.authorization.map(|s| self.place(s))),
+            ("bearer_token", raw.bearer_token.map(|s| self.place(s))),
             (
                 "bearer_token_file",
-                raw.bearer_token_file.as_ref().map(|s| self.place(s)),
+                raw.bearer_token_file.map(|s| self.place(s)),
             ),
         ]
         .into_iter()
@@ -368,7 +376,7 @@ impl<'a> ScrapeConfigResolver<'a> {
             });
         }
 
-        if let Some(b) = &raw.basic_auth {
+        if let Some(b) = raw.basic_auth {
             let bkey = key("basic_auth");
             let v = &b.value;
             let username = match (&v.username, &v.username_file) {
@@ -401,7 +409,7 @@ impl<'a> ScrapeConfigResolver<'a> {
             return Ok(ScrapeAuth::Basic { username, password });
         }
 
-        if let Some(a) = &raw.authorization {
+        if let Some(a) = raw.authorization {
             let akey = key("authorization");
             let v = &a.value;
             let kind = v
@@ -446,13 +454,13 @@ impl<'a> ScrapeConfigResolver<'a> {
             return Ok(ScrapeAuth::Authorization { kind, credentials });
         }
 
-        if let Some(t) = &raw.bearer_token {
+        if let Some(t) = raw.bearer_token {
             return Ok(ScrapeAuth::Authorization {
                 kind: "Bearer".to_owned(),
                 credentials: t.value.clone(),
             });
         }
-        if let Some(f) = &raw.bearer_token_file {
+        if let Some(f) = raw.bearer_token_file {
             return Ok(ScrapeAuth::Authorization {
                 kind: "Bearer".to_owned(),
                 credentials: self.secret_file(f, key("bearer_token_file"))?,
@@ -461,7 +469,14 @@ impl<'a> ScrapeConfigResolver<'a> {
         Ok(ScrapeAuth::None)
     }
 
-    fn tls(&self, raw: &Spanned<RawTls>, key: &str) -> Result<ScrapeTls, ScrapeConfigError> {
+    /// A `tls_config`. `server_name` is refused unless `allow_server_name` (scrapes cannot send
+    /// another name; a discovery client connecting to one server can).
+    pub(super) fn tls(
+        &self,
+        raw: &Spanned<RawTls>,
+        key: &str,
+        allow_server_name: bool,
+    ) -> Result<ScrapeTls, ScrapeConfigError> {
         let t = &raw.value;
         let file = |f: &Option<Spanned<PathBuf>>,
                     name: &str|
@@ -504,7 +519,14 @@ impl<'a> ScrapeConfigResolver<'a> {
         both(t.ca.is_some(), t.ca_file.is_some(), "ca")?;
         both(t.cert.is_some(), t.cert_file.is_some(), "cert")?;
         both(t.key.is_some(), t.key_file.is_some(), "key")?;
-        if let Some(name) = t.server_name.as_ref().filter(|n| !n.value.is_empty()) {
+        let server_name = t
+            .server_name
+            .as_ref()
+            .filter(|n| !n.value.is_empty())
+            .map(|n| n.value.clone());
+        if let Some(name) = t.server_name.as_ref().filter(|n| !n.value.is_empty())
+            && !allow_server_name
+        {
             return Err(self.invalid(
                 name,
                 format!("{key}.server_name"),
@@ -541,7 +563,7 @@ impl<'a> ScrapeConfigResolver<'a> {
             cert: t.cert.clone(),
             key_file: file(&t.key_file, "key_file")?,
             key: t.key.clone(),
-            server_name: None,
+            server_name,
             insecure_skip_verify: t.insecure_skip_verify,
             min_version: min_version.map(|(_, name)| name),
             max_version: max_version.map(|(_, name)| name),
@@ -559,14 +581,18 @@ impl<'a> ScrapeConfigResolver<'a> {
     }
 
     /// Reads a secret file: trimmed (as Prometheus does), non-empty, bounded.
-    fn secret_file(&self, at: &Spanned<PathBuf>, key: String) -> Result<Secret, ScrapeConfigError> {
+    pub(super) fn secret_file(
+        &self,
+        at: &Spanned<PathBuf>,
+        key: String,
+    ) -> Result<Secret, ScrapeConfigError> {
         self.refs()
             .secret(at)
             .map_err(|e| self.invalid(at, key, e.to_string()))
     }
 
     /// Checks that a TLS file can be opened; returns its resolved path.
-    fn readable_file(
+    pub(super) fn readable_file(
         &self,
         at: &Spanned<PathBuf>,
         key: String,

@@ -205,20 +205,6 @@ fn missing_job_name_is_an_error() {
 }
 
 #[test]
-fn kubernetes_sd_configs_is_refused_with_a_clear_error() {
-    let dir = Dir::new();
-    let err = dir.error(
-        "scrape_configs:\n  - job_name: pods\n    kubernetes_sd_configs:\n      - role: pod\n",
-    );
-    assert!(err.contains("prometheus.yml:"), "{err}");
-    assert!(err.contains("kubernetes_sd_configs"), "{err}");
-    assert!(
-        err.contains("file_sd_configs"),
-        "suggests what works: {err}"
-    );
-}
-
-#[test]
 fn proxy_url_is_refused_rather_than_ignored() {
     let dir = Dir::new();
     let err = dir.error("scrape_configs:\n  - job_name: a\n    proxy_url: http://proxy:3128\n");

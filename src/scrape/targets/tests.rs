@@ -20,6 +20,7 @@ fn job(name: &str) -> JobConfig {
         honor_timestamps: true,
         static_configs: Vec::new(),
         file_sd_configs: Vec::new(),
+        kubernetes_sd_configs: Vec::new(),
         relabel_configs: RelabelRules::default(),
         metric_relabel_configs: RelabelRules::default(),
         sample_limit: 0,
