@@ -41,6 +41,7 @@
 //! ```
 
 pub mod file;
+pub mod kubernetes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -176,8 +177,17 @@ impl SinkFactory {
 /// file), each with its own sink from `sinks`, in config order. Returns their tasks.
 pub fn spawn_providers(job: &JobConfig, sinks: &mut SinkFactory) -> Vec<JoinHandle<()>> {
     // Each discovery mechanism adds its loop here: `for c in &job.x_sd_configs { ... }`.
-    let _ = (job, sinks);
-    Vec::new()
+    let mut tasks = Vec::new();
+    for c in &job.kubernetes_sd_configs {
+        let sink = sinks.next_sink();
+        tasks.push(tokio::spawn(kubernetes::run(
+            job.job_name.clone(),
+            c.clone(),
+            kubernetes::InCluster::from_env(),
+            move |groups| sink.publish(groups),
+        )));
+    }
+    tasks
 }
 
 /// Discovery running in the background; see the module doc.
