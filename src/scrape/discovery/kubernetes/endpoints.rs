@@ -137,8 +137,8 @@ pub(super) fn matching_container(
 ) -> Option<(&super::pod::ContainerInfo, &super::pod::PortInfo)> {
     pod.containers
         .iter()
-        .filter_map(|c| c.ports.iter().find(|p| p.number == number).map(|p| (c, p)))
-        .last()
+        .rev()
+        .find_map(|c| c.ports.iter().find(|p| p.number == number).map(|p| (c, p)))
 }
 
 /// Adds the node metadata of `node_name` when it is known.

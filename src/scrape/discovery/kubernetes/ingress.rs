@@ -14,9 +14,11 @@ pub(super) struct IngressInfo {
     pub(super) class_name: Option<String>,
     /// Every host of every TLS entry.
     pub(super) tls_hosts: Box<[String]>,
-    /// Each rule's host and, when it has an `http` part, its paths.
-    pub(super) rules: Box<[(String, Option<Box<[String]>>)]>,
+    pub(super) rules: Box<[Rule]>,
 }
+
+/// A rule's host and, when it has an `http` part, its paths.
+type Rule = (String, Option<Box<[String]>>);
 
 impl IngressInfo {
     pub(super) fn from_api(mut ingress: Ingress) -> IngressInfo {

@@ -315,9 +315,9 @@ struct Watchers<'a> {
 
 impl Watchers<'_> {
     /// One watcher of `K` per namespace (or one for all).
-    fn namespaced<K: Watched>(&mut self)
+    fn namespaced<K>(&mut self)
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K: Watched + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     {
         match self.namespaces.clone() {
             None => self.start::<K>(Api::all(self.client.clone()), "all namespaces"),
