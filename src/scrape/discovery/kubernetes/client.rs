@@ -3,7 +3,8 @@
 //! a `kubeconfig_file`'s current context, or the pod's service account (in-cluster).
 //!
 //! In-cluster, the token is given to the client as a file, so a rotated service account token
-//! is picked up without a restart (kube re-reads it), as client-go does.
+//! is picked up without a restart (kube re-reads it), as client-go does. A token file with
+//! surrounding whitespace (which kube would send as is) is read once, trimmed.
 
 use std::path::{Path, PathBuf};
 
@@ -105,7 +106,17 @@ impl InCluster {
             "service account CA",
             &read("service account CA", &self.dir.join("ca.crt"))?,
         )?);
-        config.auth_info.token_file = Some(self.dir.join("token").to_string_lossy().into_owned());
+        let token_path = self.dir.join("token");
+        let token = read("service account token", &token_path)?;
+        let text = String::from_utf8_lossy(&token);
+        if text.trim() == text {
+            // kube re-reads the file when the token it holds gets old: rotation just works.
+            config.auth_info.token_file = Some(token_path.to_string_lossy().into_owned());
+        } else {
+            // kube would send the whitespace too; the trimmed token is fixed until the client
+            // is built again (client-go trims; kubelet writes tokens without whitespace).
+            config.auth_info.token = Some(text.trim().to_owned().into());
+        }
         Ok(config)
     }
 }

@@ -27,7 +27,10 @@ fn expected(source: &str, group: &[(&str, &str)], targets: &[&[(&str, &str)]]) -
     targets
         .iter()
         .map(|t| {
-            let t = t.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let t = t
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
             labels::one_target(source, &group, t)
         })
         .collect()
@@ -71,16 +74,28 @@ const MULTI_PORT_POD_LABELS: &[(&str, &str)] = &[
     ("__meta_kubernetes_namespace", "default"),
     ("__meta_kubernetes_pod_label_test_label", "testvalue"),
     ("__meta_kubernetes_pod_labelpresent_test_label", "true"),
-    ("__meta_kubernetes_pod_annotation_test_annotation", "testannotationvalue"),
-    ("__meta_kubernetes_pod_annotationpresent_test_annotation", "true"),
+    (
+        "__meta_kubernetes_pod_annotation_test_annotation",
+        "testannotationvalue",
+    ),
+    (
+        "__meta_kubernetes_pod_annotationpresent_test_annotation",
+        "true",
+    ),
     ("__meta_kubernetes_pod_node_name", "testnode"),
     ("__meta_kubernetes_pod_ip", "1.2.3.4"),
     ("__meta_kubernetes_pod_host_ip", "2.3.4.5"),
     ("__meta_kubernetes_pod_ready", "true"),
     ("__meta_kubernetes_pod_phase", "Running"),
     ("__meta_kubernetes_pod_uid", "abc123"),
-    ("__meta_kubernetes_pod_controller_kind", "testcontrollerkind"),
-    ("__meta_kubernetes_pod_controller_name", "testcontrollername"),
+    (
+        "__meta_kubernetes_pod_controller_kind",
+        "testcontrollerkind",
+    ),
+    (
+        "__meta_kubernetes_pod_controller_name",
+        "testcontrollername",
+    ),
 ];
 
 #[test]
@@ -96,29 +111,47 @@ fn pod_gives_one_target_per_container_port_and_one_per_portless_container() {
                 &[
                     ("__address__", "1.2.3.4:9000"),
                     ("__meta_kubernetes_pod_container_name", "testcontainer0"),
-                    ("__meta_kubernetes_pod_container_image", "testcontainer0:latest"),
+                    (
+                        "__meta_kubernetes_pod_container_image",
+                        "testcontainer0:latest"
+                    ),
                     ("__meta_kubernetes_pod_container_port_name", "testport0"),
                     ("__meta_kubernetes_pod_container_port_number", "9000"),
                     ("__meta_kubernetes_pod_container_port_protocol", "TCP"),
                     ("__meta_kubernetes_pod_container_init", "false"),
-                    ("__meta_kubernetes_pod_container_id", "docker://a1b2c3d4e5f6"),
+                    (
+                        "__meta_kubernetes_pod_container_id",
+                        "docker://a1b2c3d4e5f6"
+                    ),
                 ],
                 &[
                     ("__address__", "1.2.3.4:9001"),
                     ("__meta_kubernetes_pod_container_name", "testcontainer0"),
-                    ("__meta_kubernetes_pod_container_image", "testcontainer0:latest"),
+                    (
+                        "__meta_kubernetes_pod_container_image",
+                        "testcontainer0:latest"
+                    ),
                     ("__meta_kubernetes_pod_container_port_name", "testport1"),
                     ("__meta_kubernetes_pod_container_port_number", "9001"),
                     ("__meta_kubernetes_pod_container_port_protocol", "UDP"),
                     ("__meta_kubernetes_pod_container_init", "false"),
-                    ("__meta_kubernetes_pod_container_id", "docker://a1b2c3d4e5f6"),
+                    (
+                        "__meta_kubernetes_pod_container_id",
+                        "docker://a1b2c3d4e5f6"
+                    ),
                 ],
                 &[
                     ("__address__", "1.2.3.4"),
                     ("__meta_kubernetes_pod_container_name", "testcontainer1"),
-                    ("__meta_kubernetes_pod_container_image", "testcontainer1:latest"),
+                    (
+                        "__meta_kubernetes_pod_container_image",
+                        "testcontainer1:latest"
+                    ),
                     ("__meta_kubernetes_pod_container_init", "false"),
-                    ("__meta_kubernetes_pod_container_id", "containerd://6f5e4d3c2b1a"),
+                    (
+                        "__meta_kubernetes_pod_container_id",
+                        "containerd://6f5e4d3c2b1a"
+                    ),
                 ],
             ],
         )
@@ -129,8 +162,7 @@ fn pod_gives_one_target_per_container_port_and_one_per_portless_container() {
 fn init_containers_are_targets_marked_init() {
     let mut pod = multi_port_pod();
     pod["spec"]["containers"] = json!([{"name": "main", "image": "m:1"}]);
-    pod["spec"]["initContainers"] =
-        json!([{"name": "setup", "image": "s:1", "ports": [{"containerPort": 1234, "protocol": "TCP"}]}]);
+    pod["spec"]["initContainers"] = json!([{"name": "setup", "image": "s:1", "ports": [{"containerPort": 1234, "protocol": "TCP"}]}]);
     pod["status"]["containerStatuses"] = json!([]);
     pod["status"]["initContainerStatuses"] = json!([{"name": "setup",
         "containerID": "containerd://init", "image": "", "imageID": "", "ready": false, "restartCount": 0}]);
@@ -139,9 +171,18 @@ fn init_containers_are_targets_marked_init() {
     let groups = stores.groups(KubernetesRole::Pod);
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[1].targets, ["1.2.3.4:1234"]);
-    assert_eq!(groups[1].labels["__meta_kubernetes_pod_container_init"], "true");
-    assert_eq!(groups[1].labels["__meta_kubernetes_pod_container_id"], "containerd://init");
-    assert_eq!(groups[1].labels["__meta_kubernetes_pod_container_port_name"], "");
+    assert_eq!(
+        groups[1].labels["__meta_kubernetes_pod_container_init"],
+        "true"
+    );
+    assert_eq!(
+        groups[1].labels["__meta_kubernetes_pod_container_id"],
+        "containerd://init"
+    );
+    assert_eq!(
+        groups[1].labels["__meta_kubernetes_pod_container_port_name"],
+        ""
+    );
     assert_eq!(groups[0].labels["__meta_kubernetes_pod_container_id"], "");
 }
 
@@ -172,7 +213,10 @@ fn node(name: &str, address: &str, labels: Value) -> Value {
 #[test]
 fn node_target_is_the_kubelet_at_the_internal_ip() {
     let mut stores = Stores::default();
-    put::<Node>(&mut stores, node("test", "1.2.3.4", json!({"test-label": "testvalue"})));
+    put::<Node>(
+        &mut stores,
+        node("test", "1.2.3.4", json!({"test-label": "testvalue"})),
+    );
     assert_eq!(
         stores.groups(KubernetesRole::Node),
         expected(
@@ -182,8 +226,14 @@ fn node_target_is_the_kubelet_at_the_internal_ip() {
                 ("__meta_kubernetes_node_provider_id", "aws:///de"),
                 ("__meta_kubernetes_node_label_test_label", "testvalue"),
                 ("__meta_kubernetes_node_labelpresent_test_label", "true"),
-                ("__meta_kubernetes_node_annotation_test_annotation_foo", "bar"),
-                ("__meta_kubernetes_node_annotationpresent_test_annotation_foo", "true"),
+                (
+                    "__meta_kubernetes_node_annotation_test_annotation_foo",
+                    "bar"
+                ),
+                (
+                    "__meta_kubernetes_node_annotationpresent_test_annotation_foo",
+                    "true"
+                ),
                 ("__meta_kubernetes_node_condition_ready", "true"),
                 ("__meta_kubernetes_node_condition_memorypressure", "false"),
             ],
@@ -208,12 +258,18 @@ fn pod_with_node_metadata_waits_for_its_node_and_carries_its_labels() {
         stores.groups(KubernetesRole::Pod).is_empty(),
         "no targets while the node is unknown, as in Prometheus"
     );
-    put::<Node>(&mut stores, node("testnode", "9.9.9.9", json!({"l1": "v1"})));
+    put::<Node>(
+        &mut stores,
+        node("testnode", "9.9.9.9", json!({"l1": "v1"})),
+    );
     let groups = stores.groups(KubernetesRole::Pod);
     assert_eq!(groups.len(), 3);
     assert_eq!(groups[0].labels["__meta_kubernetes_node_name"], "testnode");
     assert_eq!(groups[0].labels["__meta_kubernetes_node_label_l1"], "v1");
-    assert_eq!(groups[0].labels["__meta_kubernetes_node_labelpresent_l1"], "true");
+    assert_eq!(
+        groups[0].labels["__meta_kubernetes_node_labelpresent_l1"],
+        "true"
+    );
 }
 
 fn service(kind: &str, extra_spec: Value, status: Value) -> Value {
@@ -240,8 +296,14 @@ const SERVICE_LABELS: &[(&str, &str)] = &[
     ("__meta_kubernetes_namespace", "default"),
     ("__meta_kubernetes_service_label_test_label", "testvalue"),
     ("__meta_kubernetes_service_labelpresent_test_label", "true"),
-    ("__meta_kubernetes_service_annotation_test_annotation", "testannotationvalue"),
-    ("__meta_kubernetes_service_annotationpresent_test_annotation", "true"),
+    (
+        "__meta_kubernetes_service_annotation_test_annotation",
+        "testannotationvalue",
+    ),
+    (
+        "__meta_kubernetes_service_annotationpresent_test_annotation",
+        "true",
+    ),
 ];
 
 #[test]
@@ -270,11 +332,21 @@ fn external_name_service_shows_the_name_not_a_cluster_ip() {
     let mut stores = Stores::default();
     put::<Service>(
         &mut stores,
-        service("ExternalName", json!({"externalName": "FooExternalName", "clusterIP": null}), json!({})),
+        service(
+            "ExternalName",
+            json!({"externalName": "FooExternalName", "clusterIP": null}),
+            json!({}),
+        ),
     );
     let g = &stores.groups(KubernetesRole::Service)[0];
-    assert_eq!(g.labels["__meta_kubernetes_service_external_name"], "FooExternalName");
-    assert!(!g.labels.contains_key("__meta_kubernetes_service_cluster_ip"));
+    assert_eq!(
+        g.labels["__meta_kubernetes_service_external_name"],
+        "FooExternalName"
+    );
+    assert!(
+        !g.labels
+            .contains_key("__meta_kubernetes_service_cluster_ip")
+    );
 }
 
 #[test]
@@ -289,7 +361,10 @@ fn load_balancer_service_shows_its_ingress_ips() {
         ),
     );
     let g = &stores.groups(KubernetesRole::Service)[0];
-    assert_eq!(g.labels["__meta_kubernetes_service_loadbalancer_ip"], "1.2.3.4,5.6.7.8");
+    assert_eq!(
+        g.labels["__meta_kubernetes_service_loadbalancer_ip"],
+        "1.2.3.4,5.6.7.8"
+    );
     assert_eq!(g.labels["__meta_kubernetes_service_cluster_ip"], "10.0.0.1");
 }
 
@@ -315,7 +390,10 @@ const TWO_CONTAINER_POD_LABELS: &[(&str, &str)] = &[
     ("__meta_kubernetes_pod_uid", "deadbeef"),
 ];
 
-fn with(base: &[(&'static str, &'static str)], more: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+fn with(
+    base: &[(&'static str, &'static str)],
+    more: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
     base.iter().chain(more).copied().collect()
 }
 
@@ -393,7 +471,10 @@ fn endpoints_port_protocol_is_the_endpoints_even_when_a_tcp_container_port_share
     );
     let g = &stores.groups(KubernetesRole::Endpoints)[0];
     assert_eq!(g.labels["__meta_kubernetes_endpoint_port_protocol"], "UDP");
-    assert_eq!(g.labels["__meta_kubernetes_pod_container_port_protocol"], "UDP");
+    assert_eq!(
+        g.labels["__meta_kubernetes_pod_container_port_protocol"],
+        "UDP"
+    );
 }
 
 #[test]
@@ -418,13 +499,32 @@ fn endpoints_carry_their_service_labels_and_not_ready_addresses() {
     );
     let groups = stores.groups(KubernetesRole::Endpoints);
     assert_eq!(groups.len(), 2);
-    assert_eq!(groups[0].labels["__meta_kubernetes_service_name"], "testendpoints");
-    assert_eq!(groups[0].labels["__meta_kubernetes_service_label_test_label"], "testvalue");
-    assert_eq!(groups[0].labels["__meta_kubernetes_endpoint_hostname"], "testendpoint1");
-    assert_eq!(groups[0].labels["__meta_kubernetes_endpoint_node_name"], "foobar");
+    assert_eq!(
+        groups[0].labels["__meta_kubernetes_service_name"],
+        "testendpoints"
+    );
+    assert_eq!(
+        groups[0].labels["__meta_kubernetes_service_label_test_label"],
+        "testvalue"
+    );
+    assert_eq!(
+        groups[0].labels["__meta_kubernetes_endpoint_hostname"],
+        "testendpoint1"
+    );
+    assert_eq!(
+        groups[0].labels["__meta_kubernetes_endpoint_node_name"],
+        "foobar"
+    );
     assert_eq!(groups[1].targets, ["2.3.4.5:9000"]);
-    assert_eq!(groups[1].labels["__meta_kubernetes_endpoint_ready"], "false");
-    assert!(!groups[1].labels.contains_key("__meta_kubernetes_endpoint_hostname"));
+    assert_eq!(
+        groups[1].labels["__meta_kubernetes_endpoint_ready"],
+        "false"
+    );
+    assert!(
+        !groups[1]
+            .labels
+            .contains_key("__meta_kubernetes_endpoint_hostname")
+    );
 }
 
 #[test]
@@ -448,8 +548,14 @@ fn endpointslice_backed_by_a_pod_carries_its_labels_and_adds_its_unnamed_ports()
         &[
             ("__address__", "4.3.2.1:9000"),
             ("__meta_kubernetes_endpointslice_address_target_kind", "Pod"),
-            ("__meta_kubernetes_endpointslice_address_target_name", "testpod"),
-            ("__meta_kubernetes_endpointslice_endpoint_conditions_ready", "false"),
+            (
+                "__meta_kubernetes_endpointslice_address_target_name",
+                "testpod",
+            ),
+            (
+                "__meta_kubernetes_endpointslice_endpoint_conditions_ready",
+                "false",
+            ),
             ("__meta_kubernetes_endpointslice_port", "9000"),
             ("__meta_kubernetes_endpointslice_port_name", "testport"),
             ("__meta_kubernetes_endpointslice_port_protocol", "TCP"),
@@ -515,8 +621,14 @@ fn endpointslice_of_a_dual_stack_service_keeps_only_its_primary_family() {
     let g = &groups[0];
     assert_eq!(g.targets, ["10.0.0.5:80"]);
     assert_eq!(g.labels["__meta_kubernetes_service_name"], "web");
-    assert_eq!(g.labels["__meta_kubernetes_endpointslice_endpoint_zone"], "z1");
-    assert_eq!(g.labels["__meta_kubernetes_endpointslice_endpoint_hostname"], "h");
+    assert_eq!(
+        g.labels["__meta_kubernetes_endpointslice_endpoint_zone"],
+        "z1"
+    );
+    assert_eq!(
+        g.labels["__meta_kubernetes_endpointslice_endpoint_hostname"],
+        "h"
+    );
     assert_eq!(
         g.labels["__meta_kubernetes_endpointslice_endpoint_topology_topology_kubernetes_io_region"],
         "r"
@@ -525,7 +637,10 @@ fn endpointslice_of_a_dual_stack_service_keeps_only_its_primary_family() {
         g.labels["__meta_kubernetes_endpointslice_endpoint_topology_present_topology_kubernetes_io_region"],
         "true"
     );
-    assert!(!g.labels.contains_key("__meta_kubernetes_endpointslice_port_name"));
+    assert!(
+        !g.labels
+            .contains_key("__meta_kubernetes_endpointslice_port_name")
+    );
 }
 
 #[test]
@@ -587,14 +702,21 @@ fn relist_replaces_the_watchers_objects_so_deleted_ones_vanish() {
     let w = store.add_watcher();
     store.apply(StoreEvent::Init, w);
     store.apply(StoreEvent::InitApply("a".into(), 1), w);
-    assert!(!store.synced(), "not synced before the first list completes");
+    assert!(
+        !store.synced(),
+        "not synced before the first list completes"
+    );
     store.apply(StoreEvent::InitDone, w);
     store.apply(StoreEvent::Apply("b".into(), 2), w);
     assert_eq!(store.values().copied().collect::<Vec<_>>(), [1, 2]);
     // A re-list after 410 Gone: "a" was deleted meanwhile.
     store.apply(StoreEvent::Init, w);
     store.apply(StoreEvent::InitApply("b".into(), 3), w);
-    assert_eq!(store.values().copied().collect::<Vec<_>>(), [1, 2], "kept until the list completes");
+    assert_eq!(
+        store.values().copied().collect::<Vec<_>>(),
+        [1, 2],
+        "kept until the list completes"
+    );
     store.apply(StoreEvent::InitDone, w);
     assert_eq!(store.values().copied().collect::<Vec<_>>(), [3]);
 }
