@@ -728,3 +728,134 @@ fn trimmed_pod_keeps_no_managed_fields() {
     let shown = format!("{info:?}");
     assert!(!shown.contains("kubectl"), "{shown}");
 }
+
+/// Heap bytes a trimmed value owns (string and slice capacities), for the memory bound below.
+trait HeapBytes {
+    fn heap_bytes(&self) -> usize;
+}
+
+impl HeapBytes for String {
+    fn heap_bytes(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl<T: HeapBytes> HeapBytes for Box<[T]> {
+    fn heap_bytes(&self) -> usize {
+        std::mem::size_of_val(&**self) + self.iter().map(HeapBytes::heap_bytes).sum::<usize>()
+    }
+}
+
+impl<A: HeapBytes, B: HeapBytes> HeapBytes for (A, B) {
+    fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes() + self.1.heap_bytes()
+    }
+}
+
+impl<T: HeapBytes> HeapBytes for Option<T> {
+    fn heap_bytes(&self) -> usize {
+        self.as_ref().map_or(0, HeapBytes::heap_bytes)
+    }
+}
+
+impl HeapBytes for labels::Meta {
+    fn heap_bytes(&self) -> usize {
+        self.namespace.heap_bytes()
+            + self.name.heap_bytes()
+            + self.labels.heap_bytes()
+            + self.annotations.heap_bytes()
+    }
+}
+
+impl HeapBytes for pod::PortInfo {
+    fn heap_bytes(&self) -> usize {
+        self.name.heap_bytes() + self.protocol.heap_bytes()
+    }
+}
+
+impl HeapBytes for pod::ContainerInfo {
+    fn heap_bytes(&self) -> usize {
+        self.name.heap_bytes()
+            + self.image.heap_bytes()
+            + self.id.heap_bytes()
+            + self.ports.heap_bytes()
+    }
+}
+
+impl HeapBytes for PodInfo {
+    fn heap_bytes(&self) -> usize {
+        self.meta.heap_bytes()
+            + self.uid.heap_bytes()
+            + self.ip.heap_bytes()
+            + self.host_ip.heap_bytes()
+            + self.node_name.heap_bytes()
+            + self.phase.heap_bytes()
+            + self.ready.heap_bytes()
+            + self.controller.heap_bytes()
+            + self.containers.heap_bytes()
+    }
+}
+
+/// The fixture cluster's ready web pod (two containers, an init container, managedFields,
+/// a kubectl last-applied annotation), as the fake API server serves it.
+fn fixture_web_pod() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kubernetes/pods.json");
+    let text = std::fs::read_to_string(&path).expect("the fixture pods are in the repository");
+    let list: Value = serde_json::from_str(&text).expect("fixture pods are JSON");
+    list["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|p| p["metadata"]["name"] == "web-7d4b9c8f6-x2x9k")
+        })
+        .cloned()
+        .expect("the fixture's web pod")
+}
+
+#[test]
+fn a_thousand_pods_keep_a_fraction_of_their_objects_in_memory() {
+    const PODS: usize = 1000;
+    let template = fixture_web_pod();
+    let object_bytes = serde_json::to_string(&template).expect("JSON").len();
+    let mut stores = Stores::default();
+    for i in 0..PODS {
+        let mut p = template.clone();
+        p["metadata"]["name"] = json!(format!("fleet-{i:06}"));
+        p["status"]["podIP"] = json!(format!("10.64.{}.{}", i / 256, i % 256));
+        put::<Pod>(&mut stores, p);
+    }
+    // Per pod: the trimmed struct, its key in the store, and the B-tree entry (about the size
+    // of key plus value, rounded up for node slack).
+    let entry = std::mem::size_of::<String>() + std::mem::size_of::<PodInfo>();
+    let kept: usize = stores.pods.watchers[0]
+        .objects
+        .iter()
+        .map(|(k, p)| k.heap_bytes() + p.heap_bytes() + entry * 3 / 2)
+        .sum();
+    let per_pod = kept / PODS;
+    let groups = stores.groups(KubernetesRole::Pod);
+    let published: usize = groups
+        .iter()
+        .map(|g| {
+            std::mem::size_of::<TargetGroup>()
+                + g.source.capacity()
+                + g.targets.iter().map(|t| t.capacity() + 24).sum::<usize>()
+                + g.labels
+                    .iter()
+                    .map(|(k, v)| k.capacity() + v.capacity() + 3 * 24)
+                    .sum::<usize>()
+        })
+        .sum();
+    println!(
+        "{PODS} pods: {per_pod} bytes kept per pod (the object is {object_bytes} bytes of JSON); \
+         {} targets published, {} bytes of groups per pod",
+        groups.len(),
+        published / PODS
+    );
+    assert!(
+        per_pod * 2 < object_bytes,
+        "a pod keeps {per_pod} bytes, more than half its {object_bytes}-byte object"
+    );
+}
