@@ -286,6 +286,26 @@ impl ScrapeConfigResolver<'_> {
                     Some(t) => self.tls(t, &sub("tls_config"), true)?,
                     None => ScrapeTls::default(),
                 };
+                // The API client speaks TLS 1.2 and 1.3 and cannot be narrowed: a setting
+                // that would narrow it is refused rather than silently not kept.
+                for (name, value, kept) in [
+                    (
+                        "min_version",
+                        &tls.min_version,
+                        ["TLS10", "TLS11", "TLS12"].as_slice(),
+                    ),
+                    ("max_version", &tls.max_version, ["TLS13"].as_slice()),
+                ] {
+                    if let (Some(v), Some(t)) = (value, &r.tls_config)
+                        && !kept.contains(&v.as_str())
+                    {
+                        return Err(self.invalid(
+                            t,
+                            sub(&format!("tls_config.{name}")),
+                            format!("{v} cannot be kept: the Kubernetes client always offers TLS12 and TLS13"),
+                        ));
+                    }
+                }
                 KubernetesConnection::ApiServer(Box::new(ApiServerConfig { url, auth, tls }))
             }
             (None, Some(file)) => {

@@ -253,3 +253,16 @@ fn other_discoveries_stay_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn tls_version_the_client_cannot_keep_is_refused() {
+    let err =
+        Dir::new().error("role: pod\napi_server: https://a:1\ntls_config: {min_version: TLS13}");
+    assert!(
+        err.contains("kubernetes_sd_configs[0].tls_config.min_version"),
+        "{err}"
+    );
+    let sd =
+        Dir::new().load("role: pod\napi_server: https://a:1\ntls_config: {min_version: TLS12}");
+    assert!(matches!(sd.connection, KubernetesConnection::ApiServer(_)));
+}

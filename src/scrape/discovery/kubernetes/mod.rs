@@ -39,8 +39,8 @@
 //!
 //! # Not supported
 //! `attach_metadata` `namespace`, `deployment`, `job`, `cronjob` (refused at load time), and
-//! the HTTP client keys `oauth2`, `proxy_*`, `http_headers`; `tls_config` `min_version` and
-//! `max_version` are not applied to the API server connection (rustls speaks TLS 1.2 and 1.3).
+//! the HTTP client keys `oauth2`, `proxy_*`, `http_headers`; a `tls_config` `min_version` or
+//! `max_version` that would narrow TLS 1.2 and 1.3 (refused at load time: the client cannot).
 //!
 //! # Layout
 //! - `client`: the kube client from the config (api_server, kubeconfig, in-cluster).
