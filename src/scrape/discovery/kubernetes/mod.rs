@@ -28,14 +28,18 @@
 //!   it last published. Nothing here panics on what the server sends.
 //!
 //! # Where vmagent 1.79.5 differs, and promrelay follows Prometheus
-//! - On `endpoints`/`endpointslice` targets backed by a pod port, vmagent omits
-//!   `__meta_kubernetes_pod_container_port_name`, `_port_number`, `_port_protocol` (and
-//!   `_init`) that Prometheus sets; promrelay sets them.
-//! - For an `endpoints` port whose number a container port also has, Prometheus reports the
-//!   endpoint port's protocol (`UDP` for a UDP endpoint port) in
-//!   `__meta_kubernetes_pod_container_port_protocol`; vmagent reports the container port's
-//!   (`TCP`). promrelay reports the endpoint's, as Prometheus. (For `endpointslice`,
-//!   Prometheus itself reports the container port's protocol, and so does promrelay.)
+//! (Checked against vmagent on the same fake API server: `tests/scrape_kubernetes_vmagent.rs`.)
+//! - Pod targets carry `__meta_kubernetes_pod_container_image` and `_id`; endpoint and
+//!   endpointslice targets backed by a pod carry `_container_image` and `_container_init`.
+//!   vmagent sets none of them.
+//! - An `endpoints` target whose port number a container port shares reports the endpoint
+//!   port's protocol in `__meta_kubernetes_pod_container_port_protocol` (a UDP endpoint port
+//!   meeting a TCP container port: `UDP`); vmagent reports the container port's (`TCP`). For
+//!   `endpointslice`, Prometheus itself reports the container port's, and so does promrelay.
+//! - Ports of init containers that no endpoint port covers become endpoint targets too.
+//! - Labels vmagent 1.79.5 does not have yet: `endpointslice_endpoint_conditions_serving`,
+//!   `_terminating`, `endpointslice_endpoint_zone`, `_node_name`, `service_port_number`,
+//!   `service_loadbalancer_ip`.
 //!
 //! # Not supported
 //! `attach_metadata` `namespace`, `deployment`, `job`, `cronjob` (refused at load time), and
