@@ -13,7 +13,8 @@
 //!
 //! The provider publishes its **whole** group list: first when every watcher has listed once,
 //! then at most once per [`PUBLISH_INTERVAL`] while changes arrive (a watch storm costs one
-//! rebuild per interval, not one per event). Groups are rebuilt from the trimmed stores, so a
+//! rebuild per interval, not one per event; when a rebuild takes long, as with tens of thousands
+//! of targets, the next waits nine times as long, so rebuilding stays near a tenth of a core). Groups are rebuilt from the trimmed stores, so a
 //! change of a pod, service or node reaches every endpoint target that shows it.
 //!
 //! # Guarantees
@@ -92,6 +93,10 @@ use service::ServiceInfo;
 
 /// The shortest time between two publications of one provider's groups.
 pub const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A publication waits at least this many times as long as building the last one took, so
+/// rebuilding a very large group list in a watch storm stays near a tenth of a core.
+const BUILD_SHARE_INVERSE: u32 = 9;
 
 /// At most one log line per watcher (or per failing client build) in this interval.
 pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -498,6 +503,7 @@ pub async fn run(
                 None => return,
             },
             _ = tokio::time::sleep_until(next_publish), if due => {
+                let started = Instant::now();
                 let groups = stores.groups(config.role);
                 tracing::debug!(
                     job = %job,
@@ -511,7 +517,10 @@ pub async fn run(
                 }
                 published_once = true;
                 dirty = false;
-                next_publish = Instant::now() + PUBLISH_INTERVAL;
+                // Building is O(targets): with tens of thousands of them, keep it to about a
+                // tenth of a core by waiting longer than the interval when it takes long.
+                let took = started.elapsed();
+                next_publish = Instant::now() + PUBLISH_INTERVAL.max(took * BUILD_SHARE_INVERSE);
             }
         }
     }
