@@ -17,6 +17,8 @@ fi
 scripts/fetch-peers.sh
 # The OpenTelemetry Python SDK the OTLP end-to-end test pushes with (a virtualenv in .peers/).
 scripts/fetch-python-tools.sh
+# Debian's Chromium, for the status page test in a headless browser (apt-get install when missing).
+scripts/fetch-browser.sh
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo machete

@@ -29,8 +29,9 @@
 //! - [`scrape`]: the built-in scraper: scrape config, discovery, vmagent-compatible sharding,
 //!   one loop per target feeding the same fan-out as ingest.
 //! - [`util`]: helpers written once: `now_ms`, `error_chain`, `one_line`.
-//! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status and targets pages,
-//!   `/api/v1/targets`, health and readiness.
+//! - [`admin`]: introspection: `/api/v1/queues`, `/metrics`, the status page (with charts of
+//!   the last 15 minutes, `/api/v1/history`) and targets pages, `/api/v1/targets`, health and
+//!   readiness.
 //!
 //! No two top-level modules import each other, directly or through others (`tests/layout.rs`
 //! checks it from the sources); a module with sub-modules is a folder with a `mod.rs`.

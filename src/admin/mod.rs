@@ -4,6 +4,7 @@
 //! | --- | --- |
 //! | `GET /` | the status page a person reads (`page.rs`) |
 //! | `GET /api/v1/queues` | JSON array, one [`StorageStatus`] per storage, design.md's field names |
+//! | `GET /api/v1/history` | JSON, the last 15 minutes the page's charts show (`history.rs`, README) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 (`metrics.rs`, process figures from `process.rs`) |
 //! | `GET /-/healthy` | `200 OK` while the process runs |
 //! | `GET /-/ready` | `200` once every queue is open, `503` before |
@@ -17,7 +18,10 @@
 //!
 //! # Owns
 //! How what the other parts report through [`StatusSource`] looks over HTTP: names, formats,
-//! escaping, and the send rates of the page (from earlier snapshots it keeps, `rates.rs`).
+//! escaping, the send rates of the page (from earlier snapshots it keeps, `rates.rs`), and the
+//! last 15 minutes of its charts (`history.rs`, drawn by `charts.rs`, with the backlog's time to
+//! drain from `drain.rs`), sampled every 5 s by a task [`router`] starts, which ends when the
+//! router is dropped.
 //!
 //! # Guarantees
 //! - Names are design.md's "Observability names": the JSON fields are `StorageStatus`'s serde
@@ -29,6 +33,9 @@
 //! # Must not
 //! Mutate queues or senders: it only reads snapshots, and holds no lock of theirs while rendering.
 
+mod charts;
+mod drain;
+mod history;
 mod metrics;
 mod page;
 mod process;
@@ -39,7 +46,7 @@ mod targets_api;
 mod tests;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use axum::Router;
@@ -79,6 +86,8 @@ struct Admin {
     source: Arc<dyn StatusSource>,
     /// Earlier sent counters, so the page can show send rates without the browser keeping state.
     rates: Mutex<rates::RateHistory>,
+    /// The last 15 minutes for the charts, written by [`sample_history`] alone.
+    history: Mutex<history::History>,
     /// Length of the last `/metrics` body: the next one starts with that capacity, so rendering
     /// grows its `String` once, not a dozen times.
     metrics_len: AtomicUsize,
@@ -89,16 +98,21 @@ type Shared = Arc<Admin>;
 /// Browsers and proxies must not show a stale status.
 const NO_STORE: (header::HeaderName, &str) = (header::CACHE_CONTROL, "no-store");
 
-/// The admin routes, to be merged with the ingest routes into one server.
+/// The admin routes, to be merged with the ingest routes into one server. Must be called inside
+/// a Tokio runtime: it starts the task that samples the charts' history, which ends once the
+/// router (every clone of it) is dropped.
 pub fn router(source: Arc<dyn StatusSource>) -> Router {
     let admin = Arc::new(Admin {
         source,
         rates: Mutex::new(rates::RateHistory::default()),
+        history: Mutex::new(history::History::default()),
         metrics_len: AtomicUsize::new(0),
     });
+    tokio::spawn(sample_history(Arc::downgrade(&admin)));
     Router::new()
         .route("/", get(status_page))
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/history", get(history_json))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
@@ -106,6 +120,34 @@ pub fn router(source: Arc<dyn StatusSource>) -> Router {
         .route("/targets", get(targets_page))
         .route("/-/reload", post(reload))
         .with_state(admin)
+}
+
+/// Records a point of history now and every [`history::INTERVAL`] after, until the admin state
+/// is gone. Holds the state only while it records, so it never keeps it alive.
+async fn sample_history(admin: Weak<Admin>) {
+    let mut tick = tokio::time::interval(history::INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(a) = admin.upgrade() else {
+            return;
+        };
+        let storages = a.source.storages();
+        let ingest = a.source.ingest();
+        a.history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(Instant::now(), crate::util::now_ms(), &storages, &ingest);
+    }
+}
+
+async fn history_json(State(a): State<Shared>) -> impl IntoResponse {
+    let json = a
+        .history
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .to_json();
+    ([NO_STORE], Json(json))
 }
 
 async fn queues(State(a): State<Shared>) -> impl IntoResponse {
@@ -133,13 +175,18 @@ async fn status_page(State(a): State<Shared>) -> impl IntoResponse {
         .unwrap_or_else(PoisonError::into_inner)
         .observe(Instant::now(), &storages);
     let now_unix_ms = crate::util::now_ms();
+    // Rendered under the history's lock: the sampler takes it for a moment every 5 s, and a
+    // copy of every ring per view would cost more than the wait.
+    let history = a.history.lock().unwrap_or_else(PoisonError::into_inner);
     let html = page::render(&page::PageView {
         storages: &storages,
         ingest: &ingest,
         rates: &rates,
         ready,
+        history: &history,
         now_unix_ms,
     });
+    drop(history);
     ([NO_STORE], Html(html))
 }
 

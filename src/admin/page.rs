@@ -20,6 +20,9 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 use crate::forward::StorageStatus;
 use crate::stats::IngestSnapshot;
 
+use super::charts::{self, Chart, Tone};
+use super::drain::Drain;
+use super::history::{self, History, QueueHistory};
 use super::rates::{Rate, WINDOW};
 
 /// Our own files, inlined as they are: the only markup on the page that is not escaped.
@@ -49,6 +52,8 @@ pub struct PageView<'a> {
     /// Send rates by [`StorageStatus::key`]; a storage without one shows a dash.
     pub rates: &'a HashMap<String, Rate>,
     pub ready: bool,
+    /// The last 15 minutes, for the charts.
+    pub history: &'a History,
     /// The moment rendered, Unix milliseconds (ages of errors and successes are relative to it).
     pub now_unix_ms: u64,
 }
@@ -93,7 +98,14 @@ fn status(v: &PageView<'_>) -> Markup {
             }
         }
         (ingest_cards(v.ingest))
+        (ingest_charts(v.history, v.now_unix_ms))
         h2 { "Storages (" (v.storages.len()) ")" }
+        @if v.history.left_out > 0 {
+            p .meta {
+                "Charts for the first " (history::MAX_QUEUES) " queues only: "
+                (v.history.left_out) " more have none."
+            }
+        }
         div .table-scroll {
             table {
                 thead {
@@ -123,7 +135,7 @@ fn status(v: &PageView<'_>) -> Markup {
                     }
                 }
                 @for s in v.storages {
-                    (storage_rows(s, v.rates.get(&s.key()), v.now_unix_ms))
+                    (storage_rows(s, v.rates.get(&s.key()), v.history.queue(&s.key()), v.now_unix_ms))
                 }
             }
         }
@@ -196,7 +208,12 @@ const COLUMNS: usize = 7;
 
 /// One `<tbody>` per storage: its figures, then its last error on a row of its own (error texts
 /// are long; a column of their own would squeeze everything else).
-fn storage_rows(s: &StorageStatus, rate: Option<&Rate>, now_ms: u64) -> Markup {
+fn storage_rows(
+    s: &StorageStatus,
+    rate: Option<&Rate>,
+    history: Option<&QueueHistory>,
+    now_ms: u64,
+) -> Markup {
     let state = s.state.as_str();
     html! {
         tbody class=(state) {
@@ -263,6 +280,17 @@ fn storage_rows(s: &StorageStatus, rate: Option<&Rate>, now_ms: u64) -> Markup {
                     }
                 }
             }
+            tr .chart-row {
+                td colspan=(COLUMNS) {
+                    @match history {
+                        Some(h) => (queue_charts(s, h, now_ms)),
+                        None => div .sub {
+                            "No charts: only the first " (history::MAX_QUEUES)
+                            " queues seen get a history."
+                        },
+                    }
+                }
+            }
             @if let Some(text) = &s.last_error {
                 tr .error-row {
                     td colspan=(COLUMNS) {
@@ -276,6 +304,149 @@ fn storage_rows(s: &StorageStatus, rate: Option<&Rate>, now_ms: u64) -> Markup {
             }
         }
     }
+}
+
+/// The charts of the whole process: samples received and pushes refused.
+fn ingest_charts(h: &History, now_ms: u64) -> Markup {
+    let received: Vec<(u64, Option<f64>)> = h
+        .ingest
+        .iter()
+        .map(|p| (p.at_unix_ms, p.samples_per_second))
+        .collect();
+    let scraped: Vec<(u64, Option<f64>)> = h
+        .ingest
+        .iter()
+        .map(|p| (p.at_unix_ms, p.scraped_samples_per_second))
+        .collect();
+    let refused: Vec<(u64, Option<f64>)> = h
+        .ingest
+        .iter()
+        .map(|p| (p.at_unix_ms, p.refused_total()))
+        .collect();
+    let scraping = scraped.iter().any(|(_, v)| v.is_some_and(|v| v > 0.0));
+    html! {
+        h2 { "Last " (history::WINDOW.as_secs() / 60) " minutes" }
+        div .charts {
+            (charts::render(&Chart {
+                name: "Samples received",
+                what: "Samples received a second",
+                points: &received,
+                format: &per_second,
+                area: false,
+                colour: "blue",
+                note: None,
+                now_unix_ms: now_ms,
+            }))
+            @if scraping {
+                (charts::render(&Chart {
+                    name: "Samples scraped",
+                    what: "Samples scraped a second",
+                    points: &scraped,
+                    format: &per_second,
+                    area: false,
+                    colour: "blue",
+                    note: None,
+                    now_unix_ms: now_ms,
+                }))
+            }
+            (charts::render(&Chart {
+                name: "Pushes refused",
+                what: "Pushes refused a second",
+                points: &refused,
+                format: &per_second,
+                area: false,
+                colour: "red",
+                note: Some(refusal_reasons(h)),
+                now_unix_ms: now_ms,
+            }))
+        }
+    }
+}
+
+/// `12 refused: too_large 10 · bad_body 2`, from the rates of the whole window.
+fn refusal_reasons(h: &History) -> (String, Tone) {
+    let interval = history::INTERVAL.as_secs_f64();
+    let mut by_reason: Vec<(&str, u64)> = crate::stats::Reject::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, reason)| {
+            let total: f64 = h
+                .ingest
+                .iter()
+                .filter_map(|p| p.refused_per_second.map(|r| r[i] * interval))
+                .sum();
+            (reason.as_str(), total.round() as u64)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    if by_reason.is_empty() {
+        return ("none refused".to_owned(), Tone::Plain);
+    }
+    by_reason.sort_by_key(|r| std::cmp::Reverse(r.1));
+    let total: u64 = by_reason.iter().map(|(_, n)| n).sum();
+    (
+        format!(
+            "{} refused: {}",
+            count(total),
+            per_name(by_reason.into_iter())
+        ),
+        Tone::Bad,
+    )
+}
+
+/// A queue's backlog, with when it drains, and its send rate.
+fn queue_charts(s: &StorageStatus, h: &QueueHistory, now_ms: u64) -> Markup {
+    let backlog: Vec<(u64, Option<f64>)> = h
+        .points
+        .iter()
+        .map(|p| (p.at_unix_ms, Some(p.backlog_bytes as f64)))
+        .collect();
+    let sent: Vec<(u64, Option<f64>)> = h
+        .points
+        .iter()
+        .map(|p| (p.at_unix_ms, p.sent_samples_per_second))
+        .collect();
+    let drain = h.drain();
+    let tone = match drain {
+        Drain::Measuring | Drain::Empty => Tone::Plain,
+        Drain::Draining { .. } => Tone::Good,
+        Drain::Steady { .. } => Tone::Warn,
+        Drain::Growing { .. } => Tone::Bad,
+    };
+    let who = match (&s.name, &s.tenant) {
+        (Some(name), Some(tenant)) => format!("{name}/{tenant}"),
+        (Some(name), None) => name.clone(),
+        (None, _) => s.key(),
+    };
+    html! {
+        div .charts {
+            (charts::render(&Chart {
+                name: "Backlog",
+                what: &format!("Backlog of {who}"),
+                points: &backlog,
+                format: &|v| bytes(v.round() as u64),
+                area: true,
+                colour: "amber",
+                note: Some((drain.text(), tone)),
+                now_unix_ms: now_ms,
+            }))
+            (charts::render(&Chart {
+                name: "Send rate",
+                what: &format!("Samples sent a second to {who}"),
+                points: &sent,
+                format: &per_second,
+                area: false,
+                colour: "green",
+                note: None,
+                now_unix_ms: now_ms,
+            }))
+        }
+    }
+}
+
+/// `1.2k/s`.
+fn per_second(v: f64) -> String {
+    format!("{}/s", count_f(v))
 }
 
 /// `1 block`, `37 blocks`, `123k blocks`.

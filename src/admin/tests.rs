@@ -560,12 +560,14 @@ async fn status_page_shows_send_rate_on_a_later_look() {
             .expect("body");
         String::from_utf8(body.to_vec()).expect("UTF-8")
     };
-    assert!(look().await.contains("measuring"));
+    // The send rate's cell, not the backlog's trend (which also starts out measuring).
+    let measuring = r#"<div class="sub">measuring</div>"#;
+    assert!(look().await.contains(measuring));
     // A rate needs two looks far enough apart; look again until there is one.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let later = loop {
         let page = look().await;
-        if !page.contains("measuring") {
+        if !page.contains(measuring) {
             break page;
         }
         assert!(
@@ -575,6 +577,152 @@ async fn status_page_shows_send_rate_on_a_later_look() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert!(later.contains("0 samples/s"), "{later}");
+}
+
+// ---- charts of the last 15 minutes, /api/v1/history ----
+
+/// The page rendered from `history` recorded every 5 s from `samples` (queues, ingest), the
+/// last sample at the moment rendered.
+fn page_with_history(samples: &[(Vec<StorageStatus>, IngestSnapshot)]) -> String {
+    use super::history::{History, INTERVAL};
+    let mut history = History::default();
+    let t0 = std::time::Instant::now();
+    let start_ms = 1_714_566_000_000;
+    for (i, (queues, ingest)) in samples.iter().enumerate() {
+        let i = i as u32;
+        history.record(
+            t0 + INTERVAL * i,
+            start_ms + u64::from(i) * 5000,
+            queues,
+            ingest,
+        );
+    }
+    let (storages, ingest) = samples.last().cloned().unwrap_or_default();
+    super::page::render(&super::page::PageView {
+        storages: &storages,
+        ingest: &ingest,
+        rates: &std::collections::HashMap::new(),
+        ready: true,
+        history: &history,
+        now_unix_ms: start_ms + (samples.len().saturating_sub(1) as u64) * 5000,
+    })
+}
+
+fn with_backlog(mut s: StorageStatus, bytes: u64, sent_samples: u64) -> StorageStatus {
+    s.pending_bytes = bytes;
+    s.sent_samples_total = sent_samples;
+    s
+}
+
+fn received(samples: u64, too_large: u64) -> IngestSnapshot {
+    IngestSnapshot {
+        samples: vec![(Source::RemoteWrite, samples)],
+        rejected_requests: vec![(Reject::BadBody, 0), (Reject::TooLarge, too_large)],
+        ..IngestSnapshot::default()
+    }
+}
+
+#[test]
+fn status_page_charts_each_queues_backlog_and_send_rate() {
+    let samples: Vec<_> = (0..13u64)
+        .map(|i| {
+            let s = with_backlog(storage("vm-a1b2"), (1 << 20) + i * 60_000, i * 100);
+            (vec![s], received(i * 1000, 0))
+        })
+        .collect();
+    let body = page_with_history(&samples);
+    assert!(
+        body.contains("<title>Backlog of vm-a1b2 over the last 15 minutes: now 1.7 MiB"),
+        "{body}"
+    );
+    assert!(
+        body.contains("<title>Samples sent a second to vm-a1b2 over the last 15 minutes: now 20/s"),
+        "{body}"
+    );
+    // 60 kB every 5 s.
+    assert!(
+        body.contains(
+            r#"<div class="note bad">growing by 703.1 KiB/min: never drains at this rate</div>"#
+        ),
+        "{body}"
+    );
+}
+
+#[test]
+fn status_page_says_when_a_backlog_drains() {
+    let samples: Vec<_> = (0..13u64)
+        .map(|i| {
+            let s = with_backlog(storage("vm-a1b2"), 8_000_000 - i * 100_000, i * 100);
+            (vec![s], received(0, 0))
+        })
+        .collect();
+    let body = page_with_history(&samples);
+    // 6.8 MB left at 20 kB/s: 340 s.
+    assert!(
+        body.contains(r#"<div class="note good">drains in ~6 min at the current rate"#),
+        "{body}"
+    );
+}
+
+#[test]
+fn status_page_charts_samples_received_and_pushes_refused_by_reason() {
+    let samples: Vec<_> = (0..4u64)
+        .map(|i| (vec![storage("vm-a1b2")], received(i * 500, i * 5)))
+        .collect();
+    let body = page_with_history(&samples);
+    assert!(
+        body.contains("<title>Samples received a second over the last 15 minutes: now 100/s"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<div class="note bad">15 refused: too_large 15</div>"#),
+        "{body}"
+    );
+}
+
+#[test]
+fn status_page_says_which_queues_have_no_charts() {
+    use super::history::MAX_QUEUES;
+    let many: Vec<StorageStatus> = (0..=MAX_QUEUES)
+        .map(|i| storage(&format!("q{i}")))
+        .collect();
+    let body = page_with_history(&[(many, received(0, 0))]);
+    assert!(
+        body.contains(&format!(
+            "Charts for the first {MAX_QUEUES} queues only: 1 more have none."
+        )),
+        "{body}"
+    );
+    assert_eq!(body.matches("No charts: only the first").count(), 1);
+}
+
+#[tokio::test]
+async fn history_json_has_a_point_soon_after_start() {
+    let app = router(fixed(vec![storage("vm-a1b2")]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/api/v1/history")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("infallible");
+        assert_eq!(content_type(response.headers()), "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
+        if json["queues"][0]["points"][0]["backlog_bytes"] == 12_897_484 {
+            assert_eq!(json["queues"][0]["key"], "vm-a1b2");
+            assert_eq!(json["interval_seconds"], 5);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no point yet: {json}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 // ---- /-/healthy, /-/ready ----
