@@ -5,6 +5,8 @@
 //!   a family with no samples (no storages yet) is left out, as Prometheus' clients do.
 //! - Counters end in `_total`, gauges do not; every storage figure carries `storage="<id>"`, and
 //!   for one tenant's queue of a multitenant storage also `tenant="<accountID>:<projectID>"`.
+//! - Scrape figures are per job (`scrape_job="<job_name>"`), never per target, so their
+//!   number of series does not grow with the number of discovered targets.
 //! - Label values are escaped as the format asks (`\\`, `\"`, `\n`), so an id, URL or name
 //!   from the config can never break a line.
 //!
@@ -12,9 +14,14 @@
 //! Read anything itself: it renders the snapshots it is given (process figures included), so
 //! its output is a pure function of its inputs and is tested as such.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::PoisonError;
+use std::time::Duration;
 
 use crate::forward::{SenderState, StorageStatus};
+use crate::scrape::manager::TargetsView;
+use crate::scrape::scrape_loop::Health;
 use crate::stats::{IngestSnapshot, ListenerSnapshot};
 
 use super::process::ProcessStats;
@@ -467,6 +474,132 @@ impl Writer<'_> {
     }
 }
 
+/// One scrape job's figures on `/metrics`, summed over the targets the scraper publishes: a
+/// few series per job, not per target, so thousands of discovered pods stay a few lines.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScrapeJobFigures {
+    /// The job's `job_name` (exported as `scrape_job`, so it does not clash with the `job`
+    /// label of whoever scrapes promrelay).
+    pub job: String,
+    /// Active targets whose last scrape succeeded.
+    pub up: u64,
+    /// Active targets whose last scrape failed.
+    pub down: u64,
+    /// Active targets not scraped yet.
+    pub unknown: u64,
+    /// Discovered targets this instance does not scrape (relabeled away, or another member's).
+    pub dropped: u64,
+    /// The longest last-scrape duration among the scraped targets, seconds.
+    pub max_duration_seconds: f64,
+    /// The mean last-scrape duration of the scraped targets, seconds; 0 before any scrape.
+    pub mean_duration_seconds: f64,
+}
+
+/// Sums the scraper's view per job, jobs in name order.
+pub fn scrape_figures(view: &TargetsView) -> Vec<ScrapeJobFigures> {
+    let active = view.active.iter().map(|a| {
+        let h = a.health.lock().unwrap_or_else(PoisonError::into_inner);
+        (a.target.job.as_str(), h.health, h.last_scrape_duration)
+    });
+    summarize(active, view.dropped.iter().map(|d| d.job.as_str()))
+}
+
+/// [`scrape_figures`] over plain data: each active target's job, health and last duration, and
+/// each dropped target's job.
+fn summarize<'a>(
+    active: impl Iterator<Item = (&'a str, Health, Duration)>,
+    dropped: impl Iterator<Item = &'a str>,
+) -> Vec<ScrapeJobFigures> {
+    // Per job: its figures and the sum of its scraped targets' durations.
+    let mut jobs: BTreeMap<&str, (ScrapeJobFigures, f64)> = BTreeMap::new();
+    fn job_entry<'m, 'a>(
+        jobs: &'m mut BTreeMap<&'a str, (ScrapeJobFigures, f64)>,
+        job: &'a str,
+    ) -> &'m mut (ScrapeJobFigures, f64) {
+        jobs.entry(job).or_insert_with(|| {
+            let figures = ScrapeJobFigures {
+                job: job.to_owned(),
+                ..ScrapeJobFigures::default()
+            };
+            (figures, 0.0)
+        })
+    }
+    for (job, health, duration) in active {
+        let (figures, duration_sum) = job_entry(&mut jobs, job);
+        match health {
+            Health::Up => figures.up += 1,
+            Health::Down => figures.down += 1,
+            Health::Unknown => {
+                figures.unknown += 1;
+                continue;
+            }
+        }
+        let seconds = duration.as_secs_f64();
+        figures.max_duration_seconds = figures.max_duration_seconds.max(seconds);
+        *duration_sum += seconds;
+    }
+    for job in dropped {
+        job_entry(&mut jobs, job).0.dropped += 1;
+    }
+    jobs.into_values()
+        .map(|(mut figures, duration_sum)| {
+            let scraped = figures.up + figures.down;
+            if scraped > 0 {
+                figures.mean_duration_seconds = duration_sum / scraped as f64;
+            }
+            figures
+        })
+        .collect()
+}
+
+/// Reads one per-job figure.
+type JobValue = fn(&ScrapeJobFigures) -> Value;
+
+/// Appends the scraper's per-job figures; nothing when scraping is off or finds no target.
+pub fn render_scrape(out: &mut String, jobs: &[ScrapeJobFigures]) {
+    if jobs.is_empty() {
+        return;
+    }
+    let mut w = Writer { out };
+    w.header(
+        "promrelay_scrape_targets",
+        "gauge",
+        "Targets this instance scrapes, by job and by the health of their last scrape (unknown: not scraped yet).",
+    );
+    for j in jobs {
+        for (health, n) in [("up", j.up), ("down", j.down), ("unknown", j.unknown)] {
+            w.sample(
+                "promrelay_scrape_targets",
+                &[("scrape_job", &j.job), ("health", health)],
+                Value::Int(n),
+            );
+        }
+    }
+    let per_job: [(&str, &str, JobValue); 3] = [
+        (
+            "promrelay_scrape_dropped_targets",
+            "Discovered targets this instance does not scrape: dropped by relabeling, or owned by other cluster members.",
+            |j| Value::Int(j.dropped),
+        ),
+        (
+            "promrelay_scrape_max_duration_seconds",
+            "The longest of the last scrape durations of the job's targets.",
+            |j| Value::Float(j.max_duration_seconds),
+        ),
+        (
+            "promrelay_scrape_mean_duration_seconds",
+            "The mean of the last scrape durations of the job's targets; 0 before the first scrape.",
+            |j| Value::Float(j.mean_duration_seconds),
+        ),
+    ];
+    for (name, help, value) in per_job {
+        w.header(name, "gauge", help);
+        for j in jobs {
+            w.sample(name, &[("scrape_job", &j.job)], value(j));
+        }
+    }
+}
+
 /// A float as the text format reads it: Go's spellings for the special values, and the
 /// shortest decimal that reads back as the same float otherwise (Rust's `Display`).
 fn write_float(out: &mut String, v: f64) {
@@ -501,5 +634,81 @@ fn escape_help(out: &mut String, v: &str) {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // ---- scrape figures ----
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn scrape_figures_count_targets_per_job_by_health_and_dropped() {
+        let active = [
+            ("pods", Health::Up, 10 * MS),
+            ("pods", Health::Down, 30 * MS),
+            ("pods", Health::Unknown, Duration::ZERO),
+            ("nodes", Health::Up, 4 * MS),
+        ];
+        let figures = summarize(
+            active.into_iter(),
+            ["pods", "pods", "ingresses"].into_iter(),
+        );
+        let counts: Vec<(&str, u64, u64, u64, u64)> = figures
+            .iter()
+            .map(|j| (j.job.as_str(), j.up, j.down, j.unknown, j.dropped))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("ingresses", 0, 0, 0, 1),
+                ("nodes", 1, 0, 0, 0),
+                ("pods", 1, 1, 1, 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn scrape_durations_are_the_max_and_mean_of_scraped_targets_only() {
+        let active = [
+            ("pods", Health::Up, 10 * MS),
+            ("pods", Health::Down, 30 * MS),
+            // Not scraped yet: its zero duration would pull the mean down.
+            ("pods", Health::Unknown, Duration::ZERO),
+        ];
+        let figures = summarize(active.into_iter(), std::iter::empty());
+        assert_eq!(figures[0].max_duration_seconds, 0.03);
+        assert_eq!(figures[0].mean_duration_seconds, 0.02);
+    }
+
+    #[test]
+    fn scrape_figures_render_per_job_with_the_scrape_job_label() {
+        let figures = summarize(
+            [("a\"b", Health::Down, 5 * MS)].into_iter(),
+            ["a\"b"].into_iter(),
+        );
+        let mut out = String::new();
+        render_scrape(&mut out, &figures);
+        for expected in [
+            "# TYPE promrelay_scrape_targets gauge\n",
+            "promrelay_scrape_targets{scrape_job=\"a\\\"b\",health=\"up\"} 0\n",
+            "promrelay_scrape_targets{scrape_job=\"a\\\"b\",health=\"down\"} 1\n",
+            "promrelay_scrape_targets{scrape_job=\"a\\\"b\",health=\"unknown\"} 0\n",
+            "promrelay_scrape_dropped_targets{scrape_job=\"a\\\"b\"} 1\n",
+            "promrelay_scrape_max_duration_seconds{scrape_job=\"a\\\"b\"} 0.005\n",
+            "promrelay_scrape_mean_duration_seconds{scrape_job=\"a\\\"b\"} 0.005\n",
+        ] {
+            assert!(out.contains(expected), "lacks {expected:?}:\n{out}");
+        }
+    }
+
+    #[test]
+    fn no_scrape_figures_without_jobs() {
+        let mut out = String::new();
+        render_scrape(&mut out, &[]);
+        assert_eq!(out, "");
     }
 }

@@ -161,6 +161,9 @@ async fn metrics(State(a): State<Shared>) -> impl IntoResponse {
     let mut body = String::with_capacity(a.metrics_len.load(Ordering::Relaxed) + 1024);
     metrics::render(&mut body, &storages, &ingest, &process);
     metrics::render_listener(&mut body, &a.source.listener());
+    if let Some(view) = a.source.targets() {
+        metrics::render_scrape(&mut body, &metrics::scrape_figures(&view));
+    }
     a.metrics_len.store(body.len(), Ordering::Relaxed);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }
