@@ -19,6 +19,12 @@ scripts/fetch-peers.sh
 scripts/fetch-python-tools.sh
 # Debian's Chromium, for the status page test in a headless browser (apt-get install when missing).
 scripts/fetch-browser.sh
+# The Kubernetes manifests against the schemas of a fixed Kubernetes version, unknown fields
+# refused; kubernetes-validate ships the schemas, so no cluster and no network. (The alert rules'
+# promtool checks and the dashboard's metric names are tests in tests/deploy_assets.rs.)
+KUBERNETES_VERSION=1.33.0
+.peers/python/bin/python -m kubernetes_validate --strict --quiet -k "$KUBERNETES_VERSION" \
+    $(find deploy/kubernetes -name '*.yaml' ! -name kustomization.yaml | sort)
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo machete

@@ -2,6 +2,11 @@
 //! Grafana dashboard (`deploy/grafana/promrelay.json`) and the alerting rules
 //! (`deploy/prometheus/promrelay-alerts.yml`) query is one a running promrelay exports on
 //! `/metrics`, and the rules pass `promtool check rules` and their own `promtool test rules`.
+//! The Kubernetes fleet in `deploy/kubernetes/` holds together as written: member count equal to
+//! `replicas`, member number from the pod name, every `PROMRELAY_*` variable one promrelay reads,
+//! config files where the ConfigMap is mounted and loadable by promrelay's own loaders, the queue
+//! volume where the image keeps its data, the kustomization listing every manifest. (Their
+//! schemas are checked by `kubernetes-validate` in `scripts/test.sh`.)
 //!
 //! Metric names are taken from PromQL by a small tokenizer ([`metric_names`]) that knows what is
 //! not a metric: function and aggregation names (an identifier followed by `(`, or by `by` /
@@ -447,4 +452,248 @@ fn variable_queries_are_the_selector_of_label_values() {
         r#"m{instance=~"$instance", a="b,c"}"#
     );
     assert_eq!(variable_query("label_values(m, instance)"), "m");
+}
+// ---- deploy/kubernetes ----
+
+/// Every document of a manifest file.
+fn manifests(file: &str) -> Vec<serde_json::Value> {
+    let path = format!("deploy/kubernetes/{file}");
+    serde_saphyr::from_multiple(&read(&path)).unwrap_or_else(|e| panic!("{path} is YAML: {e}"))
+}
+
+/// The one object of `kind` in `file`.
+fn manifest(file: &str, kind: &str) -> serde_json::Value {
+    let mut found: Vec<serde_json::Value> = manifests(file)
+        .into_iter()
+        .filter(|m| m["kind"] == kind)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} in {file}");
+    found.remove(0)
+}
+
+fn statefulset_container() -> serde_json::Value {
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let containers = set["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .clone();
+    assert_eq!(containers.len(), 1, "one container");
+    containers[0].clone()
+}
+
+/// The value of the container's environment variable `name`: its text, or its `valueFrom`.
+fn container_env(name: &str) -> serde_json::Value {
+    let var = named(&statefulset_container()["env"], name);
+    if var["value"].is_null() {
+        var["valueFrom"].clone()
+    } else {
+        var["value"].clone()
+    }
+}
+
+/// The entry of the list `list` whose `name` is `name`.
+fn named(list: &serde_json::Value, name: &str) -> serde_json::Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no entry named {name} in {list}"))
+        .clone()
+}
+
+#[test]
+fn the_member_count_equals_the_statefulsets_replicas() {
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let replicas = set["spec"]["replicas"]
+        .as_u64()
+        .expect("replicas is a number");
+    let count: u64 = container_env("PROMRELAY_CLUSTER_MEMBERS_COUNT")
+        .as_str()
+        .expect("an env value is a string")
+        .parse()
+        .expect("a number");
+    assert_eq!(count, replicas);
+}
+
+#[test]
+fn each_members_number_is_read_from_its_pod_name() {
+    assert_eq!(
+        container_env("PROMRELAY_CLUSTER_MEMBER_NUM"),
+        serde_json::json!({"fieldRef": {"fieldPath": "metadata.name"}})
+    );
+    // The pod names the StatefulSet gives (`<name>-<ordinal>`) are what the flag takes.
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let name = set["metadata"]["name"].as_str().expect("a name");
+    let config = promrelay::config::Config::from_args([
+        "promrelay",
+        "--remote-write-url",
+        "http://127.0.0.1:9/api/v1/write",
+        "--cluster-members-count",
+        "3",
+        "--cluster-member-num",
+        &format!("{name}-2"),
+    ])
+    .expect("a pod name is a member number");
+    assert_eq!(config.scrape.cluster.member_num, 2);
+}
+
+#[test]
+fn every_promrelay_variable_the_statefulset_sets_is_one_promrelay_reads() {
+    use clap::CommandFactory;
+    let read_by_promrelay: Vec<String> = promrelay::config::Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|v| v.to_string_lossy().into_owned()))
+        .collect();
+    let container = statefulset_container();
+    for var in container["env"].as_array().expect("env") {
+        let name = var["name"].as_str().expect("a name");
+        assert!(
+            read_by_promrelay.iter().any(|r| r == name),
+            "promrelay does not read {name}"
+        );
+    }
+}
+
+#[test]
+fn the_config_files_named_in_the_environment_are_keys_of_the_mounted_configmap() {
+    let container = statefulset_container();
+    let mount = named(&container["volumeMounts"], "config");
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let volume = named(&set["spec"]["template"]["spec"]["volumes"], "config");
+    let configmap = manifest("configmap.yaml", "ConfigMap");
+    assert_eq!(volume["configMap"]["name"], configmap["metadata"]["name"]);
+    let dir = mount["mountPath"].as_str().expect("a mount path");
+    for var in ["PROMRELAY_CONFIG", "PROMRELAY_SCRAPE_CONFIG"] {
+        let path = container_env(var);
+        let key = path
+            .as_str()
+            .and_then(|p| p.strip_prefix(dir))
+            .and_then(|p| p.strip_prefix('/'))
+            .unwrap_or_else(|| panic!("{var} ({path}) is under {dir}"));
+        assert!(
+            configmap["data"][key].is_string(),
+            "{var}: the ConfigMap has no {key}"
+        );
+    }
+}
+
+#[test]
+fn the_queue_volume_is_mounted_where_the_images_data_dir_is_and_owned_by_its_user() {
+    let dockerfile = read("Dockerfile");
+    let container = statefulset_container();
+    let mount = named(&container["volumeMounts"], "data");
+    let dir = mount["mountPath"].as_str().expect("a mount path");
+    assert!(
+        dockerfile.contains(&format!("\"--data-dir\", \"{dir}\"")),
+        "the Dockerfile's entrypoint passes --data-dir {dir}"
+    );
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let claims = set["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert!(
+        claims.iter().any(|c| c["metadata"]["name"] == "data"),
+        "the data volume is a claim template"
+    );
+    let security = &set["spec"]["template"]["spec"]["securityContext"];
+    let uid = security["runAsUser"].as_u64().expect("runAsUser");
+    assert!(
+        dockerfile.contains(&format!("--uid {uid} ")),
+        "the image's user is {uid}"
+    );
+    assert_eq!(
+        security["fsGroup"].as_u64(),
+        Some(uid),
+        "the volume is writable for that user's group"
+    );
+}
+
+#[test]
+fn readiness_and_liveness_probe_ready_and_healthy_on_the_listening_port() {
+    let container = statefulset_container();
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/-/ready");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    let port = &container["ports"][0];
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["port"], port["name"], "{probe}");
+    }
+    assert!(read("Dockerfile").contains(&format!("0.0.0.0:{}", port["containerPort"])));
+}
+
+#[test]
+fn the_kustomization_lists_every_manifest() {
+    let kustomization: serde_json::Value =
+        serde_saphyr::from_str(&read("deploy/kubernetes/kustomization.yaml")).expect("YAML");
+    let mut listed: Vec<String> = kustomization["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .map(|r| r.as_str().expect("a file name").to_owned())
+        .collect();
+    listed.sort();
+    let mut present: Vec<String> = std::fs::read_dir(repo().join("deploy/kubernetes"))
+        .expect("list deploy/kubernetes")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    present.sort();
+    assert_eq!(listed, present);
+}
+
+#[test]
+fn the_rbac_binds_the_statefulsets_service_account() {
+    let set = manifest("statefulset.yaml", "StatefulSet");
+    let account = manifest("serviceaccount.yaml", "ServiceAccount");
+    let binding = manifest("rbac.yaml", "ClusterRoleBinding");
+    let role = manifest("rbac.yaml", "ClusterRole");
+    assert_eq!(
+        set["spec"]["template"]["spec"]["serviceAccountName"],
+        account["metadata"]["name"]
+    );
+    assert_eq!(binding["subjects"][0]["name"], account["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        account["metadata"]["namespace"]
+    );
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+}
+
+/// The ConfigMap's file `key`, written to a temporary directory for a loader.
+fn configmap_file(key: &str) -> (tempfile::TempDir, PathBuf) {
+    let configmap = manifest("configmap.yaml", "ConfigMap");
+    let text = configmap["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("the ConfigMap has {key}"));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join(key);
+    std::fs::write(&path, text).expect("write the file");
+    (dir, path)
+}
+
+#[test]
+fn the_configmaps_relay_config_loads() {
+    let (_dir, path) = configmap_file("promrelay.yml");
+    let config = promrelay::config::Config::from_args([
+        "promrelay",
+        "--config",
+        path.to_str().expect("UTF-8"),
+    ])
+    .unwrap_or_else(|e| panic!("promrelay.yml: {e}"));
+    assert_eq!(config.storages.len(), 1);
+}
+
+#[test]
+fn the_configmaps_scrape_config_loads_with_its_jobs() {
+    let (_dir, path) = configmap_file("scrape.yml");
+    let text = std::fs::read_to_string(&path).expect("read it back");
+    let config = promrelay::scrape::config::parse(&path, &text)
+        .unwrap_or_else(|e| panic!("scrape.yml: {e}"));
+    let jobs: Vec<&str> = config.jobs.iter().map(|j| j.job_name.as_str()).collect();
+    assert_eq!(jobs, ["promrelay", "kubernetes-pods"]);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
