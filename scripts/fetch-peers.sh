@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # Fetches the real peers that the end-to-end tests run against: Debian's Prometheus,
-# VictoriaMetrics (with vmagent) and node_exporter, unpacked into .peers/ at the repo root.
+# VictoriaMetrics (with vmagent), node_exporter and dnsmasq (the DNS server the dns_sd tests
+# query), unpacked into .peers/ at the repo root.
 #
 # Why Debian packages: they come through apt from a registry every developer and CI machine
 # reaches, with no download of prebuilt binaries from anywhere else. Why unpacked and not
 # installed: nothing system-wide may change and no service may start; tests start each peer
 # themselves on a free loopback port (tests/common/mod.rs), at the fixed paths .peers/bin/<name>.
 #
-# Idempotent: a second run only checks that the binaries still run. Safe from any cwd and
-# against concurrent runs (a lock file serialises them).
+# Idempotent: a second run fetches only peers whose binary is missing (a peer added to the
+# lists below is fetched on the next run) and checks that every binary runs. Safe from any cwd
+# and against concurrent runs (a lock file serialises them).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-peers="$repo_root/.peers"
+# Resolved, so wrappers written below still work when .peers is a link shared by several checkouts.
+peers="$(realpath -m "$repo_root/.peers")"
 debs="$peers/debs"
 root="$peers/root"
 bin="$peers/bin"
 done_stamp="$peers/.complete"
 
-packages=(prometheus victoria-metrics prometheus-node-exporter)
 
 # Stable name under .peers/bin -> path inside the unpacked packages. Debian names node_exporter
 # prometheus-node-exporter; the tests use the upstream names.
@@ -28,14 +30,29 @@ declare -A binaries=(
     [victoria-metrics]=usr/bin/victoria-metrics
     [vmagent]=usr/bin/vmagent
     [node_exporter]=usr/bin/prometheus-node-exporter
+    [dnsmasq]=usr/sbin/dnsmasq
 )
-names=(prometheus promtool victoria-metrics vmagent node_exporter)
+names=(prometheus promtool victoria-metrics vmagent node_exporter dnsmasq)
+
+# The Debian package that ships each binary.
+declare -A package_of=(
+    [prometheus]=prometheus
+    [promtool]=prometheus
+    [victoria-metrics]=victoria-metrics
+    [vmagent]=victoria-metrics
+    [node_exporter]=prometheus-node-exporter
+    [dnsmasq]=dnsmasq-base
+)
 
 # Shared libraries the binaries link against, and the Debian package that ships each. On a
 # Debian 12 machine all of them are already there (libzstd1 is a pre-dependency of dpkg); this
 # is the fallback for a slimmer image.
 declare -A library_packages=(
     [libzstd.so.1]=libzstd1
+    [libnetfilter_conntrack.so.3]=libnetfilter-conntrack3
+    [libnftables.so.1]=libnftables1
+    [libnfnetlink.so.0]=libnfnetlink0
+    [libnftnl.so.11]=libnftnl11
 )
 
 say() { printf 'fetch-peers: %s\n' "$*" >&2; }
@@ -114,18 +131,20 @@ bundled_library_path() {
 link() {
     local name="$1" target="$root/${binaries[$1]}"
     [[ -x $target ]] || die "package did not contain ${binaries[$1]}"
-    local needs_bundled=false lib
-    for lib in $(ldd "$target" 2>/dev/null | awk '/=> not found/ { print $1 }'); do
-        needs_bundled=true
-        [[ -n ${library_packages[$lib]:-} ]] || die "$name needs $lib, and no package for it is known: add it to library_packages"
-        download "${library_packages[$lib]}"
-        unpack "${library_packages[$lib]}"
+    local needs_bundled=false lib missing
+    [[ -n $(ldd "$target" 2>/dev/null | awk '/=> not found/ { print $1 }') ]] && needs_bundled=true
+    # A bundled library may need others in turn (dnsmasq: libnftables1 needs libnftnl11), so
+    # look again after each round until nothing is missing.
+    while missing="$(missing_libraries "$target")" && [[ -n $missing ]]; do
+        for lib in $missing; do
+            [[ -n ${library_packages[$lib]:-} ]] || die "$name needs $lib, and no package for it is known: add it to library_packages"
+            [[ -z ${unpacked[${library_packages[$lib]}]:-} ]] || die "$name still misses $lib after unpacking ${library_packages[$lib]}"
+            download "${library_packages[$lib]}"
+            unpack "${library_packages[$lib]}"
+        done
     done
     rm -f "$bin/$name"
     if $needs_bundled; then
-        local still_missing
-        still_missing="$(missing_libraries "$target")"
-        [[ -z $still_missing ]] || die "$name still misses: $still_missing"
         cat >"$bin/$name" <<WRAPPER
 #!/bin/sh
 # Written by scripts/fetch-peers.sh: $name needs libraries unpacked next to it.
@@ -152,11 +171,7 @@ verify_and_report() {
     done
     printf 'peers in %s\n' "$bin"
     for name in "${names[@]}"; do
-        case $name in
-            prometheus | promtool) pkg=prometheus ;;
-            victoria-metrics | vmagent) pkg=victoria-metrics ;;
-            node_exporter) pkg=prometheus-node-exporter ;;
-        esac
+        pkg=${package_of[$name]}
         printf '  %-17s %-42s (Debian %s %s)\n' "$name" "$bin/$name" "$pkg" "$(package_version "$pkg")"
     done
 }
@@ -165,11 +180,19 @@ mkdir -p "$peers"
 exec 9>"$peers/.lock"
 flock 9
 
-if [[ ! -e $done_stamp ]]; then
+missing_names=()
+for name in "${names[@]}"; do
+    [[ -x $bin/$name ]] || missing_names+=("$name")
+done
+if [[ ${#missing_names[@]} -gt 0 ]]; then
     mkdir -p "$debs" "$root" "$bin"
-    download "${packages[@]}"
-    unpack "${packages[@]}"
-    for name in "${names[@]}"; do
+    missing_packages=()
+    for name in "${missing_names[@]}"; do
+        missing_packages+=("${package_of[$name]}")
+    done
+    download "${missing_packages[@]}"
+    unpack "${missing_packages[@]}"
+    for name in "${missing_names[@]}"; do
         link "$name"
     done
     touch "$done_stamp"

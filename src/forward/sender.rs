@@ -41,6 +41,7 @@ pub(crate) fn build_client(cfg: &StorageConfig) -> Result<reqwest::Client, Clien
         connect_timeout: Some(cfg.timeout.min(Duration::from_secs(10))),
         pool_idle_timeout: Duration::from_secs(60),
         pool_max_idle_per_host: None,
+        follow_redirects: true,
     })
 }
 

@@ -116,6 +116,9 @@ pub struct ClientOptions {
     pub pool_idle_timeout: Duration,
     /// Most idle connections kept per host; `None` for reqwest's default.
     pub pool_max_idle_per_host: Option<usize>,
+    /// Follow 3xx answers (at most 10 in a row, as Go's client does); when false a 3xx is the
+    /// answer the caller sees.
+    pub follow_redirects: bool,
 }
 
 impl Default for ClientOptions {
@@ -126,6 +129,7 @@ impl Default for ClientOptions {
             connect_timeout: None,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: None,
+            follow_redirects: true,
         }
     }
 }
@@ -146,6 +150,11 @@ pub fn build_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError
     if let Some(n) = opts.pool_max_idle_per_host {
         b = b.pool_max_idle_per_host(n);
     }
+    b = b.redirect(if opts.follow_redirects {
+        reqwest::redirect::Policy::limited(10)
+    } else {
+        reqwest::redirect::Policy::none()
+    });
     let tls = &opts.tls;
     if let Some(ca) = &tls.ca {
         let pem = read_pem(ca, "ca_file")?;

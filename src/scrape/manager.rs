@@ -14,18 +14,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::header::HeaderValue;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::cache::ScrapeCache;
-use super::config::{self, JobConfig, ScrapeAuth, ScrapeConfig, ScrapeTls};
+use super::client::{authorization, tls_options};
+use super::config::{self, JobConfig, ScrapeConfig};
 use super::discovery::Discovery;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets};
-use crate::config::{ClusterConfig, Secret};
+use crate::config::ClusterConfig;
 use crate::forward::Fanout;
-use crate::outbound::{self, ClientError, ClientOptions, Pem, TlsOptions};
+use crate::outbound::{self, ClientError, ClientOptions};
 use crate::prompb::Label;
 use crate::stats::IngestMetrics;
 
@@ -333,43 +333,10 @@ fn client(job: &JobConfig) -> Result<reqwest::Client, ClientError> {
     })
 }
 
-/// A job's `tls_config` as client options.
-fn tls_options(tls: &ScrapeTls) -> TlsOptions {
-    let pem = |file: &Option<PathBuf>, inline: Option<Secret>| match (file, inline) {
-        (Some(f), _) => Some(Pem::File(f.clone())),
-        (None, Some(text)) => Some(Pem::Inline(text)),
-        (None, None) => None,
-    };
-    TlsOptions {
-        ca: pem(&tls.ca_file, tls.ca.clone().map(Secret::new)),
-        cert: pem(&tls.cert_file, tls.cert.clone().map(Secret::new)),
-        key: pem(&tls.key_file, tls.key.clone()),
-        insecure_skip_verify: tls.insecure_skip_verify,
-        min_version: tls.min_version.clone(),
-        max_version: tls.max_version.clone(),
-    }
-}
-
-/// The job's `Authorization` header, if it has credentials.
-fn authorization(auth: &ScrapeAuth) -> Result<Option<HeaderValue>, ClientError> {
-    let text = match auth {
-        ScrapeAuth::None => return Ok(None),
-        ScrapeAuth::Basic { username, password } => {
-            use base64::Engine as _;
-            let token = base64::engine::general_purpose::STANDARD
-                .encode(format!("{username}:{}", password.expose()));
-            format!("Basic {token}")
-        }
-        ScrapeAuth::Authorization { kind, credentials } => {
-            format!("{kind} {}", credentials.expose())
-        }
-    };
-    outbound::sensitive_header("authorization", &text).map(Some)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::Pem;
 
     /// The job of a one-job scrape config whose `tls_config` holds `tls` (YAML flow mapping).
     fn job_with_tls(tls: &str) -> JobConfig {
@@ -395,16 +362,5 @@ mod tests {
         assert!(matches!(opts.ca, Some(Pem::Inline(ref s)) if s.expose() == "PEM"));
         assert!(opts.cert.is_none() && opts.key.is_none());
         client(&job_with_tls("{min_version: TLS13}")).expect("client builds");
-    }
-
-    #[test]
-    fn bearer_authorization_is_a_sensitive_header() {
-        let auth = ScrapeAuth::Authorization {
-            kind: "Bearer".into(),
-            credentials: crate::config::Secret::new("tok"),
-        };
-        let v = authorization(&auth).unwrap().unwrap();
-        assert_eq!(v, "Bearer tok");
-        assert!(v.is_sensitive());
     }
 }

@@ -7,6 +7,7 @@
 //! it exposes, [`manager::TargetsView`], is read by the `admin` module).
 //!
 //! - [`cache`]: a target's scrape cache: series text to encoded labels, the previous batch.
+//! - `client`: a job's or discovery's HTTP settings as outbound client options and header.
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
 //! - [`discovery`]: `static_configs` and `file_sd_configs` as target groups, watched for changes.
 //! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
@@ -15,6 +16,7 @@
 //! - [`sharding`]: vmagent 1.79's cluster sharding key and member assignment.
 
 pub mod cache;
+pub(crate) mod client;
 pub mod config;
 pub mod discovery;
 pub mod manager;

@@ -27,8 +27,8 @@
 //!   powers of 1024 there (`KiB`, `MiB`, `GiB` are accepted too), not the powers of 1000 that
 //!   promrelay's own flags use. A plain number is bytes.
 //! - `scrape_config_files` and service discoveries other than `static_configs`,
-//!   `file_sd_configs` and `kubernetes_sd_configs` are refused with an error rather than
-//!   silently yielding no targets.
+//!   `file_sd_configs`, `kubernetes_sd_configs`, `http_sd_configs` and `dns_sd_configs` are
+//!   refused with an error rather than silently yielding no targets.
 //! - Credential files are read once at load time (Prometheus re-reads them per scrape); a
 //!   reload picks up a changed file.
 //! - Unknown top-level sections are ignored (with the warning), not refused: new Prometheus
@@ -38,6 +38,7 @@
 //! - `raw`: the file's shape, key by key (read, ignored, refused, unknown).
 //! - `resolve`: defaults, checks, paths and secrets, from the shape to [`ScrapeConfig`].
 //! - `kubernetes`: `kubernetes_sd_configs` entries, their shape and checks.
+//! - `sd`: `http_sd_configs` and `dns_sd_configs`, shape and resolution.
 //!
 //! # Must not
 //! Open network connections or read files other than the config, secret and TLS files it names.
@@ -48,6 +49,7 @@ mod kubernetes;
 mod kubernetes_tests;
 mod raw;
 mod resolve;
+mod sd;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +71,10 @@ pub use kubernetes::{
 };
 use raw::RawFile;
 use resolve::ScrapeConfigResolver;
+pub use sd::{
+    DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_HTTP_SD_REFRESH_INTERVAL, DnsRecordType, DnsSdConfig,
+    HttpSdConfig,
+};
 
 /// `scrape_interval` when neither the job nor `global` sets one (Prometheus' default).
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
@@ -206,6 +212,10 @@ pub struct JobConfig {
     pub file_sd_configs: Vec<FileSdConfig>,
     /// Targets discovered from a Kubernetes API server.
     pub kubernetes_sd_configs: Vec<KubernetesSdConfig>,
+    /// Target groups fetched from HTTP endpoints.
+    pub http_sd_configs: Vec<HttpSdConfig>,
+    /// Targets looked up in DNS.
+    pub dns_sd_configs: Vec<DnsSdConfig>,
     /// Applied to each target's labels before scraping.
     pub relabel_configs: RelabelRules,
     /// Applied to each scraped series.

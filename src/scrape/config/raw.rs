@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::kubernetes::RawKubernetesSd;
 use super::parse_prometheus_size;
+use super::sd::{RawDnsSd, RawHttpSd};
 use crate::config::{Secret, parse_duration};
 use crate::relabel::RelabelConfig;
 use crate::util::one_line;
@@ -30,6 +31,8 @@ const JOB_KEYS: &[&str] = &[
     "static_configs",
     "file_sd_configs",
     "kubernetes_sd_configs",
+    "http_sd_configs",
+    "dns_sd_configs",
     "relabel_configs",
     "metric_relabel_configs",
     "sample_limit",
@@ -70,8 +73,7 @@ const IGNORED_JOB_KEYS: &[&str] = &[
 
 /// Prometheus scrape config keys promrelay cannot honour, where ignoring them would scrape
 /// through another network path or without the credentials the user configured. Every
-/// `*_sd_configs` key other than `static_configs`, `file_sd_configs` and
-/// `kubernetes_sd_configs` is refused too.
+/// `*_sd_configs` key promrelay does not read is refused too.
 const REFUSED_JOB_KEYS: &[&str] = &[
     "proxy_url",
     "no_proxy",
@@ -249,6 +251,8 @@ pub(super) struct RawJob {
     pub(super) static_configs: Option<Vec<RawStatic>>,
     pub(super) file_sd_configs: Option<Vec<RawFileSd>>,
     pub(super) kubernetes_sd_configs: Option<Vec<Spanned<RawKubernetesSd>>>,
+    pub(super) http_sd_configs: Option<Vec<Spanned<RawHttpSd>>>,
+    pub(super) dns_sd_configs: Option<Vec<Spanned<RawDnsSd>>>,
     pub(super) relabel_configs: Option<Vec<RelabelConfig>>,
     pub(super) metric_relabel_configs: Option<Vec<RelabelConfig>>,
     pub(super) sample_limit: Option<u64>,
@@ -308,7 +312,7 @@ impl<'de> Visitor<'de> for RawJobVisitor {
                 }
                 k if k.ends_with("_sd_configs") => {
                     let message = format!(
-                        "promrelay does not support `{k}`: use static_configs, file_sd_configs or kubernetes_sd_configs (a tool can write file_sd files from any other discovery)"
+                        "promrelay does not support `{k}`: use static_configs, file_sd_configs, kubernetes_sd_configs, http_sd_configs or dns_sd_configs (a tool can write file_sd files from any other discovery)"
                     );
                     return refuse(&mut map, Refusal::Unsupported(message));
                 }

@@ -313,6 +313,15 @@ impl<'a> ScrapeConfigResolver<'a> {
                 .push(self.kubernetes_sd(k, &key(&format!("kubernetes_sd_configs[{i}]")))?);
         }
 
+        let http_sd_configs = self.http_sd_configs(
+            raw.http_sd_configs.as_deref().unwrap_or_default(),
+            &key("http_sd_configs"),
+        )?;
+        let dns_sd_configs = self.dns_sd_configs(
+            raw.dns_sd_configs.as_deref().unwrap_or_default(),
+            &key("dns_sd_configs"),
+        )?;
+
         let auth = self.auth(&raw.auth(), &key)?;
         let tls = match &raw.tls_config {
             Some(t) => self.tls(t, &key("tls_config"), false)?,
@@ -331,6 +340,8 @@ impl<'a> ScrapeConfigResolver<'a> {
             static_configs,
             file_sd_configs,
             kubernetes_sd_configs,
+            http_sd_configs,
+            dns_sd_configs,
             relabel_configs,
             metric_relabel_configs,
             sample_limit: raw.sample_limit.or(raw_global.sample_limit).unwrap_or(0),

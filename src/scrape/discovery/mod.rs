@@ -41,6 +41,7 @@
 //! ```
 
 pub mod file;
+pub mod http;
 pub mod kubernetes;
 
 use std::collections::BTreeMap;

@@ -21,6 +21,8 @@ fn job(name: &str) -> JobConfig {
         static_configs: Vec::new(),
         file_sd_configs: Vec::new(),
         kubernetes_sd_configs: Vec::new(),
+        http_sd_configs: Vec::new(),
+        dns_sd_configs: Vec::new(),
         relabel_configs: RelabelRules::default(),
         metric_relabel_configs: RelabelRules::default(),
         sample_limit: 0,
