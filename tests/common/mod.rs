@@ -1003,6 +1003,9 @@ pub mod fake_kube;
 /// Certificates made by openssl, and TLS clients that use them.
 pub mod pki;
 
+/// dnsmasq serving a test's DNS records on a loopback port.
+pub mod dnsmasq;
+
 /// The relay under test, the fake storage and pushes of known series.
 pub mod relay;
 

@@ -296,6 +296,8 @@ impl<'de> Visitor<'de> for RawJobVisitor {
                 "static_configs" => j.static_configs = map.next_value()?,
                 "file_sd_configs" => j.file_sd_configs = map.next_value()?,
                 "kubernetes_sd_configs" => j.kubernetes_sd_configs = map.next_value()?,
+                "http_sd_configs" => j.http_sd_configs = map.next_value()?,
+                "dns_sd_configs" => j.dns_sd_configs = map.next_value()?,
                 "relabel_configs" => j.relabel_configs = map.next_value()?,
                 "metric_relabel_configs" => j.metric_relabel_configs = map.next_value()?,
                 "sample_limit" => j.sample_limit = map.next_value()?,

@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+pub mod dns;
 pub mod file;
 pub mod http;
 pub mod kubernetes;
