@@ -26,8 +26,12 @@ use crate::config::Config;
 use crate::forward::{Fanout, ForwardError, StorageStatus};
 use crate::ingest::{self, FanoutSlot, IngestState};
 use crate::listener::{Listener, ListenerError, limit_inserts};
+use crate::scrape::discovery::ProviderContext;
 use crate::scrape::manager::{ReloadError, Scraper, ScraperError, TargetsView};
-use crate::stats::{IngestMetrics, IngestSnapshot, ListenerMetrics, ListenerSnapshot};
+use crate::stats::{
+    DiscoveryMetrics, DiscoverySnapshot, IngestMetrics, IngestSnapshot, ListenerMetrics,
+    ListenerSnapshot,
+};
 
 /// Errors that stop the application.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,7 @@ struct App {
     fanout: Arc<FanoutSlot>,
     metrics: Arc<IngestMetrics>,
     listener: Arc<ListenerMetrics>,
+    discovery: Arc<DiscoveryMetrics>,
     scraper: OnceLock<Arc<Scraper>>,
 }
 
@@ -67,6 +72,10 @@ impl StatusSource for App {
 
     fn listener(&self) -> ListenerSnapshot {
         self.listener.snapshot()
+    }
+
+    fn discovery(&self) -> DiscoverySnapshot {
+        self.discovery.snapshot()
     }
 
     fn ready(&self) -> bool {
@@ -120,6 +129,7 @@ pub async fn run(
         fanout: Arc::new(FanoutSlot::default()),
         metrics: Arc::new(IngestMetrics::default()),
         listener: Arc::new(ListenerMetrics::default()),
+        discovery: Arc::new(DiscoveryMetrics::default()),
         scraper: OnceLock::new(),
     });
     let listener_settings = cfg.listener.clone();
@@ -179,6 +189,10 @@ pub async fn run(
             cfg.scrape.cluster,
             Arc::clone(&fanout),
             Arc::clone(&app.metrics),
+            ProviderContext {
+                metrics: Arc::clone(&app.discovery),
+                dns_server: cfg.scrape.dns_sd_resolver,
+            },
         )
         .await
         {

@@ -5,7 +5,8 @@
 //! copy the `admin` module renders on `/metrics` and the status page.
 //!
 //! [`ListenerMetrics`] counts what the listener turns away before any protocol sees a request
-//! (failed TLS handshakes, 401, 429).
+//! (failed TLS handshakes, 401, 429). [`DiscoveryMetrics`] counts the scraper's discovery
+//! refreshes that failed.
 //!
 //! It sits below both sources so neither imports the other for it. Must not: depend on any
 //! other module of the crate, lock, or allocate when counting.
@@ -302,9 +303,66 @@ impl ListenerMetrics {
     }
 }
 
+/// Discovery counters, each named after Prometheus' own (`prometheus_sd_http_failures_total`,
+/// `prometheus_sd_dns_lookups_total`, `prometheus_sd_dns_lookup_failures_total`).
+#[derive(Debug, Default)]
+pub struct DiscoveryMetrics {
+    http_failures: AtomicU64,
+    dns_lookups: AtomicU64,
+    dns_lookup_failures: AtomicU64,
+}
+
+/// A copy of [`DiscoveryMetrics`] at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DiscoverySnapshot {
+    /// `http_sd` refreshes that failed (the previous targets were kept).
+    pub http_failures: u64,
+    /// `dns_sd` lookups of one name, answered or not.
+    pub dns_lookups: u64,
+    /// `dns_sd` lookups that got no usable answer (the name kept its previous targets).
+    pub dns_lookup_failures: u64,
+}
+
+impl DiscoveryMetrics {
+    /// Counts a failed `http_sd` refresh.
+    pub fn http_failed(&self) {
+        self.http_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Counts a `dns_sd` lookup, and whether it failed.
+    pub fn dns_looked_up(&self, failed: bool) {
+        self.dns_lookups.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            self.dns_lookup_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    pub fn snapshot(&self) -> DiscoverySnapshot {
+        DiscoverySnapshot {
+            http_failures: self.http_failures.load(Ordering::Relaxed),
+            dns_lookups: self.dns_lookups.load(Ordering::Relaxed),
+            dns_lookup_failures: self.dns_lookup_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_lookups_count_failures_apart() {
+        let m = DiscoveryMetrics::default();
+        m.dns_looked_up(false);
+        m.dns_looked_up(true);
+        m.http_failed();
+        assert_eq!(
+            m.snapshot(),
+            DiscoverySnapshot {
+                http_failures: 1,
+                dns_lookups: 2,
+                dns_lookup_failures: 1
+            }
+        );
+    }
 
     #[test]
     fn dropped_samples_are_counted_by_reason() {

@@ -211,3 +211,64 @@ async fn a_refused_lookup_keeps_the_previous_targets_and_counts_a_failure() {
     );
     assert_eq!(failures.into_inner(), 1);
 }
+
+/// Through the discovery hub, as the scraper runs it: the config file's `dns_sd_configs`, the
+/// server given as `--dns-sd-resolver` gives, a changed record reaches the snapshot.
+#[tokio::test]
+async fn the_provider_publishes_changes_to_the_hub() {
+    use promrelay::scrape::discovery::{Discovery, DiscoveryOptions, ProviderContext};
+
+    let mut server = Dnsmasq::start(&[srv("_app._tcp.example.test", "a.example.test", 80)]).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &path,
+        "scrape_configs:\n  - job_name: dns\n    dns_sd_configs:\n      - names: [_app._tcp.example.test]\n        refresh_interval: 100ms\n",
+    )
+    .expect("write the config");
+    let jobs = promrelay::scrape::config::load(&path)
+        .expect("config loads")
+        .jobs;
+    let context = ProviderContext {
+        dns_server: Some(server.addr()),
+        ..ProviderContext::default()
+    };
+    let options = DiscoveryOptions {
+        poll_interval: Duration::from_secs(3600),
+        min_publish_interval: Duration::from_millis(10),
+    };
+    let discovery = Discovery::start_with_context(&jobs, options, &context);
+    let addresses = || -> Vec<String> {
+        let mut seen: Vec<String> = discovery.current()[0]
+            .groups
+            .iter()
+            .flat_map(|g| g.targets.clone())
+            .collect();
+        seen.sort();
+        seen
+    };
+    common::eventually("the first answer", common::EVENTUALLY_TIMEOUT, || async {
+        let seen = addresses();
+        if seen == ["a.example.test:80"] {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+    server
+        .restart_with(&[
+            srv("_app._tcp.example.test", "a.example.test", 80),
+            srv("_app._tcp.example.test", "b.example.test", 81),
+        ])
+        .await;
+    common::eventually("the changed answer", common::EVENTUALLY_TIMEOUT, || async {
+        let seen = addresses();
+        if seen == ["a.example.test:80", "b.example.test:81"] {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    })
+    .await;
+}

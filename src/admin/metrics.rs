@@ -22,7 +22,8 @@ use std::time::Duration;
 use crate::forward::{SenderState, StorageStatus};
 use crate::scrape::manager::TargetsView;
 use crate::scrape::scrape_loop::Health;
-use crate::stats::{IngestSnapshot, ListenerSnapshot};
+
+use crate::stats::{DiscoverySnapshot, IngestSnapshot, ListenerSnapshot};
 
 use super::process::ProcessStats;
 
@@ -247,6 +248,32 @@ pub fn render_listener(out: &mut String, l: &ListenerSnapshot) {
         &[("result", "failure")],
         Value::Int(l.web_config_reloads_failed),
     );
+}
+
+/// Appends the discovery counters (named as Prometheus' `prometheus_sd_*`).
+pub fn render_discovery(out: &mut String, d: &DiscoverySnapshot) {
+    let mut w = Writer { out };
+    let counters: [(&str, &str, u64); 3] = [
+        (
+            "promrelay_sd_http_failures_total",
+            "http_sd_configs refreshes that failed (connection, status, content type, body); the previous targets stay.",
+            d.http_failures,
+        ),
+        (
+            "promrelay_sd_dns_lookups_total",
+            "dns_sd_configs lookups of one name.",
+            d.dns_lookups,
+        ),
+        (
+            "promrelay_sd_dns_lookup_failures_total",
+            "dns_sd_configs lookups without a usable answer (timeout, SERVFAIL, REFUSED); the name keeps its previous targets. NXDOMAIN is an answer.",
+            d.dns_lookup_failures,
+        ),
+    ];
+    for (name, help, v) in counters {
+        w.header(name, "counter", help);
+        w.sample(name, &[], Value::Int(v));
+    }
 }
 
 struct Writer<'a> {

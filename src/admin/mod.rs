@@ -57,7 +57,7 @@ use axum::routing::{get, post};
 
 use crate::forward::StorageStatus;
 use crate::scrape::manager::{ReloadError, TargetsView};
-use crate::stats::{IngestSnapshot, ListenerSnapshot};
+use crate::stats::{DiscoverySnapshot, IngestSnapshot, ListenerSnapshot};
 use process::ProcessStats;
 
 /// What the admin endpoints read. The application implements it; tests implement it with fixed data.
@@ -67,6 +67,10 @@ pub trait StatusSource: Send + Sync + 'static {
     /// The listener's counters (failed handshakes, 401, 429); zero when nothing counts them.
     fn listener(&self) -> ListenerSnapshot {
         ListenerSnapshot::default()
+    }
+    /// The discovery counters; zero when nothing counts them.
+    fn discovery(&self) -> DiscoverySnapshot {
+        DiscoverySnapshot::default()
     }
     /// True once every queue is open (the process serves `/-/ready` 200 from then on).
     fn ready(&self) -> bool;
@@ -164,6 +168,7 @@ async fn metrics(State(a): State<Shared>) -> impl IntoResponse {
     if let Some(view) = a.source.targets() {
         metrics::render_scrape(&mut body, &metrics::scrape_figures(&view));
     }
+    metrics::render_discovery(&mut body, &a.source.discovery());
     a.metrics_len.store(body.len(), Ordering::Relaxed);
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body)
 }

@@ -208,6 +208,12 @@ pub struct Cli {
     /// How many instances scrape each target (1 <= R <= N)
     #[arg(long, value_name = "R", default_value = "1", value_parser = parse_positive_count, help_heading = "Scraping", env = "PROMRELAY_CLUSTER_REPLICATION_FACTOR")]
     pub cluster_replication_factor: u32,
+
+    /// The one DNS server dns_sd_configs ask (IP:PORT, UDP and TCP) instead of those in
+    /// /etc/resolv.conf, without its search list: for tests, and for split-horizon setups where
+    /// discovery must ask another server than the system's (flag only)
+    #[arg(long, value_name = "IP:PORT", help_heading = "Scraping")]
+    pub dns_sd_resolver: Option<std::net::SocketAddr>,
 }
 
 /// Where each flag's value came from, for merging with the file and for naming the flag in

@@ -163,6 +163,8 @@ pub struct ScrapeSettings {
     pub config_file: Option<PathBuf>,
     /// How scrape targets are shared among promrelay instances.
     pub cluster: ClusterConfig,
+    /// The one name server `dns_sd_configs` ask (`--dns-sd-resolver`); `None`: the system's.
+    pub dns_sd_resolver: Option<std::net::SocketAddr>,
 }
 
 /// Sharding of scrape targets among instances: target `t` is scraped by the `replication_factor`
@@ -498,6 +500,7 @@ fn scrape_config(
     };
 
     Ok(ScrapeSettings {
+        dns_sd_resolver: cli.dns_sd_resolver,
         config_file,
         cluster: ClusterConfig {
             members_count: count,

@@ -80,7 +80,8 @@ fn defaults_apply_when_only_a_url_is_given() {
                 members_count: 1,
                 member_num: 0,
                 replication_factor: 1
-            }
+            },
+            dns_sd_resolver: None,
         }
     );
     let s = &cfg.storages[0];

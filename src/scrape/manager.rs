@@ -20,7 +20,8 @@ use tracing::{info, warn};
 use super::cache::ScrapeCache;
 use super::client::{authorization, tls_options};
 use super::config::{self, JobConfig, ScrapeConfig};
-use super::discovery::Discovery;
+use super::discovery::http::HttpSd;
+use super::discovery::{Discovery, DiscoveryOptions, ProviderContext};
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets};
 use crate::config::ClusterConfig;
@@ -94,24 +95,29 @@ struct State {
     file: ScrapeConfig,
     jobs: HashMap<String, Arc<JobRuntime>>,
     discovery: Discovery,
+    /// What discovery providers share (their counters, the DNS server), kept for reloads.
+    providers: ProviderContext,
     loops: HashMap<u64, LoopHandle>,
     view: Arc<Mutex<Arc<TargetsView>>>,
 }
 
 impl Scraper {
-    /// Loads `path`, starts discovery and the loops.
+    /// Loads `path`, starts discovery (its providers with `providers`) and the loops.
     pub async fn start(
         path: PathBuf,
         cluster: ClusterConfig,
         fanout: Arc<Fanout>,
         metrics: Arc<IngestMetrics>,
+        providers: ProviderContext,
     ) -> Result<Scraper, ScraperError> {
         let load_path = path.clone();
         let file = tokio::task::spawn_blocking(move || config::load(&load_path))
             .await
             .map_err(ScraperError::LoadTask)??;
         let jobs = runtimes(&file, &fanout, &metrics, &HashMap::new())?;
-        let discovery = Discovery::start(&file.jobs);
+        check_discovery_clients(&file)?;
+        let discovery =
+            Discovery::start_with_context(&file.jobs, DiscoveryOptions::default(), &providers);
         let view = Arc::new(Mutex::new(Arc::new(TargetsView::default())));
         let mut state = State {
             path,
@@ -121,6 +127,7 @@ impl Scraper {
             file,
             jobs,
             discovery,
+            providers,
             loops: HashMap::new(),
             view: Arc::clone(&view),
         };
@@ -192,6 +199,7 @@ impl State {
             .await?
             .map_err(ScraperError::from)?;
         let jobs = runtimes(&file, &self.fanout, &self.metrics, &self.jobs)?;
+        check_discovery_clients(&file)?;
         // Loops of jobs whose settings changed restart with the new settings, keeping memory.
         let mut handed_over = HashMap::new();
         let changed: Vec<u64> = self
@@ -210,7 +218,8 @@ impl State {
                 handed_over.insert(id, l.stop(StopMode::HandOver).await);
             }
         }
-        self.discovery = Discovery::start(&file.jobs);
+        self.discovery =
+            Discovery::start_with_context(&file.jobs, DiscoveryOptions::default(), &self.providers);
         self.file = file;
         self.jobs = jobs;
         self.sync(handed_over).await;
@@ -277,6 +286,21 @@ impl State {
         *self.view.lock().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(TargetsView { active, dropped });
     }
+}
+
+/// Builds every `http_sd_config`'s client once, so a TLS file that is not PEM or credentials
+/// that cannot be a header refuse the config (at start or reload) rather than leave a job
+/// without targets.
+fn check_discovery_clients(file: &ScrapeConfig) -> Result<(), ScraperError> {
+    for job in &file.jobs {
+        for sd in &job.http_sd_configs {
+            HttpSd::new(sd).map_err(|source| ScraperError::Client {
+                job: job.job_name.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A runtime (client, auth) per job; jobs whose config did not change keep their runtime.

@@ -37,9 +37,9 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{ResolveError, TokioResolver};
 use tokio::task::JoinSet;
 
-use super::TargetGroup;
+use super::{GroupSink, ProviderContext, TargetGroup};
 use crate::scrape::config::{DnsRecordType, DnsSdConfig};
-use crate::util::{LogThrottle, one_line};
+use crate::util::{LogThrottle, error_chain, one_line};
 
 /// The configured name a target was found under.
 pub const META_DNS_NAME: &str = "__meta_dns_name";
@@ -219,7 +219,11 @@ impl DnsSd {
 
     /// Looks every name up once (concurrently); a failed name keeps its previous targets.
     /// `counted(failed)` is called once per lookup. Returns the groups of every name.
-    pub async fn refresh(&mut self, job: &str, counted: &dyn Fn(bool)) -> Vec<TargetGroup> {
+    pub async fn refresh(
+        &mut self,
+        job: &str,
+        counted: &(dyn Fn(bool) + Sync),
+    ) -> Vec<TargetGroup> {
         let mut lookups = JoinSet::new();
         for (index, name) in self.config.names.iter().enumerate() {
             let (resolver, name) = (self.resolver.clone(), name.clone());
@@ -267,6 +271,50 @@ impl DnsSd {
             }
         }
         groups
+    }
+}
+
+/// The provider task of one `dns_sd_config`: looks its names up every `refresh_interval` (the
+/// first time at once) and publishes the groups to `sink` when they changed. Ends when the hub
+/// is gone.
+pub async fn run(config: DnsSdConfig, job: String, sink: GroupSink, context: ProviderContext) {
+    let mut ticker = tokio::time::interval(config.refresh_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sd: Option<DnsSd> = None;
+    let mut published: Option<Vec<TargetGroup>> = None;
+    let metrics = Arc::clone(&context.metrics);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = sink.closed() => return,
+        }
+        // The system's configuration is read again at the next refresh when it cannot be read.
+        let sd = match &mut sd {
+            Some(sd) => sd,
+            None => {
+                let resolver = match context.dns_server {
+                    Some(addr) => DnsResolver::at(addr),
+                    None => match DnsResolver::system() {
+                        Ok(resolver) => resolver,
+                        Err(e) => {
+                            metrics.dns_looked_up(true);
+                            tracing::error!(job, "dns_sd: {}", error_chain(&e));
+                            continue;
+                        }
+                    },
+                };
+                sd.insert(DnsSd::new(config.clone(), resolver))
+            }
+        };
+        let groups = sd
+            .refresh(&job, &|failed| metrics.dns_looked_up(failed))
+            .await;
+        if published.as_ref() != Some(&groups) {
+            if !sink.publish(groups.clone()) {
+                return;
+            }
+            published = Some(groups);
+        }
     }
 }
 

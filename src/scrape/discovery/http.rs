@@ -26,10 +26,11 @@ use std::time::Duration;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 
-use super::TargetGroup;
+use super::{GroupSink, TargetGroup};
 use crate::outbound::{self, ClientError, ClientOptions};
 use crate::scrape::client::{authorization, tls_options};
 use crate::scrape::config::{HttpSdConfig, is_valid_label_name};
+use crate::stats::DiscoveryMetrics;
 use crate::util::{LogThrottle, error_chain, one_line, one_line_max};
 
 /// The label that names the URL an `http_sd` group came from.
@@ -150,7 +151,11 @@ impl HttpSd {
 
     /// [`HttpSd::fetch`], and on failure the failure logged (at most once a minute) and
     /// counted in `failures`; `None` then, so the caller keeps what it had.
-    pub async fn refresh(&self, job: &str, failures: &dyn Fn()) -> Option<Vec<TargetGroup>> {
+    pub async fn refresh(
+        &self,
+        job: &str,
+        failures: &(dyn Fn() + Sync),
+    ) -> Option<Vec<TargetGroup>> {
         match self.fetch().await {
             Ok(groups) => Some(groups),
             Err(e) => {
@@ -164,6 +169,49 @@ impl HttpSd {
                 }
                 None
             }
+        }
+    }
+}
+
+/// The provider task of one `http_sd_config`: asks the server every `refresh_interval` (the
+/// first time at once) and publishes the groups to `sink` when they changed. Ends when the hub
+/// is gone.
+pub async fn run(
+    config: HttpSdConfig,
+    job: String,
+    sink: GroupSink,
+    metrics: Arc<DiscoveryMetrics>,
+) {
+    let mut ticker = tokio::time::interval(config.refresh_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sd: Option<HttpSd> = None;
+    let mut published: Option<Vec<TargetGroup>> = None;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = sink.closed() => return,
+        }
+        // A client that cannot be built (a CA file that is not PEM) is tried again at every
+        // refresh: the file may be fixed without a reload.
+        let sd = match &sd {
+            Some(sd) => sd,
+            None => match HttpSd::new(&config) {
+                Ok(built) => sd.insert(built),
+                Err(e) => {
+                    metrics.http_failed();
+                    tracing::error!(job, url = %one_line(&config.url), "http_sd client: {}", error_chain(&e));
+                    continue;
+                }
+            },
+        };
+        let Some(groups) = sd.refresh(&job, &|| metrics.http_failed()).await else {
+            continue;
+        };
+        if published.as_ref() != Some(&groups) {
+            if !sink.publish(groups.clone()) {
+                return;
+            }
+            published = Some(groups);
         }
     }
 }

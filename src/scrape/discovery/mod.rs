@@ -46,6 +46,7 @@ pub mod http;
 pub mod kubernetes;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,6 +55,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::JobConfig;
+use crate::stats::DiscoveryMetrics;
 pub use file::{Discoverer, SdFileError, wildcard_match};
 
 /// How often file modification times are checked.
@@ -175,10 +177,23 @@ impl SinkFactory {
     }
 }
 
+/// What the asynchronous providers share with the rest of the process.
+#[derive(Clone, Debug, Default)]
+pub struct ProviderContext {
+    /// Where failed refreshes are counted (`/metrics`).
+    pub metrics: Arc<DiscoveryMetrics>,
+    /// The one name server `dns_sd_configs` ask instead of `/etc/resolv.conf`'s
+    /// (`--dns-sd-resolver`).
+    pub dns_server: Option<SocketAddr>,
+}
+
 /// Starts the asynchronous providers of `job` (one task per `*_sd_configs` entry that is not a
 /// file), each with its own sink from `sinks`, in config order. Returns their tasks.
-pub fn spawn_providers(job: &JobConfig, sinks: &mut SinkFactory) -> Vec<JoinHandle<()>> {
-    // Each discovery mechanism adds its loop here: `for c in &job.x_sd_configs { ... }`.
+pub fn spawn_providers(
+    job: &JobConfig,
+    sinks: &mut SinkFactory,
+    context: &ProviderContext,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for c in &job.kubernetes_sd_configs {
         let sink = sinks.next_sink();
@@ -187,6 +202,22 @@ pub fn spawn_providers(job: &JobConfig, sinks: &mut SinkFactory) -> Vec<JoinHand
             c.clone(),
             kubernetes::InCluster::from_env(),
             move |groups| sink.publish(groups),
+        )));
+    }
+    for config in &job.http_sd_configs {
+        tasks.push(tokio::spawn(http::run(
+            config.clone(),
+            job.job_name.clone(),
+            sinks.next_sink(),
+            Arc::clone(&context.metrics),
+        )));
+    }
+    for config in &job.dns_sd_configs {
+        tasks.push(tokio::spawn(dns::run(
+            config.clone(),
+            job.job_name.clone(),
+            sinks.next_sink(),
+            context.clone(),
         )));
     }
     tasks
@@ -212,7 +243,18 @@ impl Discovery {
 
     /// [`Discovery::start`] with other options.
     pub fn start_with(jobs: &[JobConfig], options: DiscoveryOptions) -> Discovery {
-        Discovery::start_with_providers(jobs, options, spawn_providers)
+        Discovery::start_with_context(jobs, options, &ProviderContext::default())
+    }
+
+    /// [`Discovery::start_with`], the providers counting into and configured by `context`.
+    pub fn start_with_context(
+        jobs: &[JobConfig],
+        options: DiscoveryOptions,
+        context: &ProviderContext,
+    ) -> Discovery {
+        Discovery::start_with_providers(jobs, options, |job, sinks| {
+            spawn_providers(job, sinks, context)
+        })
     }
 
     /// [`Discovery::start_with`] with another way to start providers: `spawn` is called once
