@@ -22,7 +22,6 @@ use std::time::Duration;
 use crate::forward::{SenderState, StorageStatus};
 use crate::scrape::manager::TargetsView;
 use crate::scrape::scrape_loop::Health;
-
 use crate::stats::{DiscoverySnapshot, IngestSnapshot, ListenerSnapshot};
 
 use super::process::ProcessStats;
