@@ -47,8 +47,10 @@ mod convert;
 mod error;
 mod example;
 
-#[cfg(test)]
-mod oracle;
+/// The plain reference conversion (prost decode, then convert), public for the proptests'
+/// and the fuzz targets' differential checks; not for production use (slow, allocating).
+#[doc(hidden)]
+pub mod oracle;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
