@@ -211,8 +211,13 @@ pub struct Cli {
 
     /// The one DNS server dns_sd_configs ask (IP:PORT, UDP and TCP) instead of those in
     /// /etc/resolv.conf, without its search list: for tests, and for split-horizon setups where
-    /// discovery must ask another server than the system's (flag only)
-    #[arg(long, value_name = "IP:PORT", help_heading = "Scraping")]
+    /// discovery must ask another server than the system's (not read from the file)
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        help_heading = "Scraping",
+        env = "PROMRELAY_DNS_SD_RESOLVER"
+    )]
     pub dns_sd_resolver: Option<std::net::SocketAddr>,
 }
 
