@@ -59,7 +59,7 @@ impl Server {
     }
 
     fn answer(&self, status: StatusCode, content_type: &'static str, body: &str) {
-        *self.answer.lock().unwrap() = Answer {
+        *self.answer.lock().expect("the fake server lock") = Answer {
             status,
             content_type,
             body: body.to_owned(),
@@ -67,13 +67,13 @@ impl Server {
     }
 
     fn requests(&self) -> usize {
-        self.seen.lock().unwrap().requests
+        self.seen.lock().expect("the fake server lock").requests
     }
 
     fn last_headers(&self) -> HeaderMap {
         self.seen
             .lock()
-            .unwrap()
+            .expect("the fake server lock")
             .headers
             .clone()
             .expect("a request was made")
@@ -122,11 +122,11 @@ async fn serve(
     headers: HeaderMap,
 ) -> (StatusCode, HeaderMap, String) {
     {
-        let mut seen = server.seen.lock().unwrap();
+        let mut seen = server.seen.lock().expect("the fake server lock");
         seen.requests += 1;
         seen.headers = Some(headers);
     }
-    let answer = server.answer.lock().unwrap().clone();
+    let answer = server.answer.lock().expect("the fake server lock").clone();
     let mut out = HeaderMap::new();
     out.insert(
         header::CONTENT_TYPE,
@@ -231,7 +231,7 @@ async fn the_request_carries_prometheus_headers() {
     assert!(
         headers[header::USER_AGENT]
             .to_str()
-            .unwrap()
+            .expect("the fake server lock")
             .starts_with("promrelay/"),
         "{headers:?}"
     );
