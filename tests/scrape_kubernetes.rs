@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use common::fake_kube::{FakeKube, Resource};
 use common::relay::{FakeStorage, Relay};
-use common::scrape::{Job, ScrapeConfig, ScrapingRelay, TargetServer};
+use common::scrape::{Job, RelayScrape, ScrapeConfig, ScrapingRelay, TargetServer};
 use common::{EVENTUALLY_TIMEOUT, Series, eventually};
 use promrelay::scrape::config::{KubernetesSdConfig, parse};
 use promrelay::scrape::discovery::TargetGroup;
@@ -463,5 +463,74 @@ async fn a_deleted_pod_is_no_longer_scraped_and_its_series_go_stale() {
             .iter()
             .all(|(_, v)| !common::scrape::is_stale_marker(*v)),
         "the kept pod got no stale marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_label_no_rule_uses_updates_the_discovered_labels_and_keeps_the_loop() {
+    let targets = TargetServer::on_ports(1, "k8s_metric 1\n").await;
+    let address = targets.addresses().remove(0);
+    let kube = FakeKube::start().await;
+    kube.add(loopback_pod("web-1", port_of(&address)));
+    let config = ScrapeConfig::new(&[Job::new("pods").setting(&format!(
+        "kubernetes_sd_configs:\n  - role: pod\n    api_server: {}",
+        kube.url()
+    ))]);
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()])
+        .scraping(&config)
+        .start()
+        .await;
+    let app_label = || async {
+        let json = relay.targets_json().await;
+        json["data"]["activeTargets"]
+            .as_array()
+            .and_then(|active| active.first())
+            .and_then(|t| t["discoveredLabels"]["__meta_kubernetes_pod_label_app"].as_str())
+            .map(str::to_owned)
+    };
+    eventually(
+        "the pod listed with app=web",
+        EVENTUALLY_TIMEOUT,
+        || async {
+            match app_label().await.as_deref() {
+                Some("web") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+
+    kube.modify_with(Resource::Pods, "default", "web-1", |pod| {
+        pod["metadata"]["labels"]["app"] = json!("web-canary");
+    });
+    eventually(
+        "the new label on the targets page",
+        EVENTUALLY_TIMEOUT,
+        || async {
+            match app_label().await.as_deref() {
+                Some("web-canary") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let before = targets.scrapes_of(&address);
+    eventually("the target scraped again", EVENTUALLY_TIMEOUT, || async {
+        let n = targets.scrapes_of(&address);
+        if n > before {
+            Ok(())
+        } else {
+            Err(format!("{n} scrapes"))
+        }
+    })
+    .await;
+    let series = storage.series("k8s_metric");
+    assert!(
+        series.iter().all(|s| s
+            .samples
+            .iter()
+            .all(|(_, v)| !common::scrape::is_stale_marker(*v))),
+        "the loop went on (no stale marker in between): {series:?}"
     );
 }

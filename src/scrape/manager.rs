@@ -254,7 +254,11 @@ impl State {
             }
         }
         for (id, t) in desired {
-            if self.loops.contains_key(&id) {
+            if let Some(running) = self.loops.get_mut(&id) {
+                // Same final labels and URL: the loop goes on. The pages show the discovered
+                // labels of the latest discovery, as Prometheus 3 does (a pod label that no
+                // relabel rule uses can change without restarting its targets' loops).
+                running.target = t;
                 continue;
             }
             let Some(job) = self.jobs.get(&t.job) else {
