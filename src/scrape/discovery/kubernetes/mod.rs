@@ -40,7 +40,9 @@
 //! - Ports of init containers that no endpoint port covers become endpoint targets too.
 //! - Labels vmagent 1.79.5 does not have yet: `endpointslice_endpoint_conditions_serving`,
 //!   `_terminating`, `endpointslice_endpoint_zone`, `_node_name`, `service_port_number`,
-//!   `service_loadbalancer_ip`.
+//!   `service_loadbalancer_ip`, and on node targets `node_condition_<type>`.
+//! - Endpoint and endpointslice targets carry the service's name, labels and annotations, not
+//!   its cluster IP and type (vmagent adds those two).
 //!
 //! # Not supported
 //! `attach_metadata` `namespace`, `deployment`, `job`, `cronjob` (refused at load time), and
