@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
-use super::raw::{PromDuration, RawAuthorization, RawBasicAuth, RawAuth, RawTls};
+use super::raw::{PromDuration, RawAuth, RawAuthorization, RawBasicAuth, RawTls};
 use super::resolve::ScrapeConfigResolver;
 use super::{ScrapeAuth, ScrapeConfigError, ScrapeTls};
 use crate::config::Secret;
