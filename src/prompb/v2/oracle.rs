@@ -1,4 +1,4 @@
-//! The plain reference conversion the proptests hold [`Converter`](super::Converter) to: decode
+//! The plain reference conversion the proptests hold [`Converter`](crate::prompb::v2::Converter) to: decode
 //! with prost into the generated 2.0 types, check the 2.0 rules, build the 1.0 prost structs. Slow
 //! and allocating, obviously right.
 
@@ -17,7 +17,7 @@ use crate::prompb::{
 pub enum Refusal {
     /// prost refused the bytes.
     Decode,
-    /// A 2.0 rule (symbols[0], a ref, label pairs) was broken.
+    /// A 2.0 rule (`symbols[0]`, a ref, label pairs) was broken.
     Rule,
 }
 
