@@ -534,3 +534,37 @@ async fn a_pod_label_no_rule_uses_updates_the_discovered_labels_and_keeps_the_lo
         "the loop went on (no stale marker in between): {series:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_targets_past_the_flag_are_counted_but_not_listed() {
+    let kube = FakeKube::start().await;
+    for k in 0..5 {
+        kube.add(loopback_pod(&format!("web-{k}"), 20_000 + k));
+    }
+    // Every pod but web-0 is dropped by relabeling.
+    let config = ScrapeConfig::new(&[Job::new("pods").setting(&format!(
+        "kubernetes_sd_configs:\n  - role: pod\n    api_server: {}\nrelabel_configs:\n  - source_labels: [__meta_kubernetes_pod_name]\n    regex: web-0\n    action: keep",
+        kube.url()
+    ))]);
+    let storage = FakeStorage::new().start().await;
+    let relay = Relay::with_storages(&[storage.url()])
+        .scraping(&config)
+        .arg("--scrape-max-dropped-targets=2")
+        .start()
+        .await;
+    let json = eventually("four pods dropped", EVENTUALLY_TIMEOUT, || async {
+        let json = relay.targets_json().await;
+        if json["data"]["droppedTargetCounts"]["pods"] == 4 {
+            Ok(json)
+        } else {
+            Err(json["data"]["droppedTargetCounts"].to_string())
+        }
+    })
+    .await;
+    let listed = json["data"]["droppedTargets"].as_array().map(Vec::len);
+    assert_eq!(listed, Some(2), "{json}");
+    assert_eq!(
+        json["data"]["activeTargets"].as_array().map(Vec::len),
+        Some(1)
+    );
+}

@@ -104,6 +104,9 @@ struct Shared {
     auth: Auth,
     requests: Mutex<Vec<LoggedRequest>>,
     open_watches: AtomicUsize,
+    /// Set when the server is dropped: a watch that still reaches it (the client reconnecting
+    /// while the listener closes) is cut at once instead of staying open on a dead server.
+    stopped: std::sync::atomic::AtomicBool,
     /// Whether to log requests (the benchmark server turns it off).
     log_requests: bool,
     /// Whether to print each request on stderr (the standalone server).
@@ -179,6 +182,7 @@ impl FakeKubeBuilder {
             auth: self.auth,
             requests: Mutex::new(Vec::new()),
             open_watches: AtomicUsize::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             log_requests: self.log_requests,
             print_requests: self.print_requests,
         });
@@ -233,6 +237,7 @@ pub struct FakeKube {
 impl Drop for FakeKube {
     fn drop(&mut self) {
         // Cut the watches too: a graceful shutdown would wait for them to end.
+        self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.store().broadcast(Broadcast::DropConnections);
         self._server.abort();
     }
@@ -840,6 +845,12 @@ fn watch(shared: Arc<Shared>, resource: Resource, namespace: Option<String>, q: 
     let guard = WatchGuard(Arc::clone(&shared));
     tokio::spawn(async move {
         let _guard = guard;
+        if _guard.0.stopped.load(Ordering::SeqCst) {
+            let _ = tx
+                .send(Err(std::io::Error::other("the server was stopped")))
+                .await;
+            return;
+        }
         let lines = match start {
             Ok(lines) => lines,
             Err(gone) => {
