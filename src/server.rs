@@ -193,6 +193,7 @@ pub async fn run(
                 metrics: Arc::clone(&app.discovery),
                 dns_server: cfg.scrape.dns_sd_resolver,
             },
+            cfg.scrape.max_dropped_targets,
         )
         .await
         {

@@ -527,14 +527,19 @@ pub fn scrape_figures(view: &TargetsView) -> Vec<ScrapeJobFigures> {
         let h = a.health.lock().unwrap_or_else(PoisonError::into_inner);
         (a.target.job.as_str(), h.health, h.last_scrape_duration)
     });
-    summarize(active, view.dropped.iter().map(|d| d.job.as_str()))
+    summarize(
+        active,
+        view.dropped_total
+            .iter()
+            .map(|(job, n)| (job.as_str(), *n as u64)),
+    )
 }
 
 /// [`scrape_figures`] over plain data: each active target's job, health and last duration, and
-/// each dropped target's job.
+/// each job's count of dropped targets.
 fn summarize<'a>(
     active: impl Iterator<Item = (&'a str, Health, Duration)>,
-    dropped: impl Iterator<Item = &'a str>,
+    dropped: impl Iterator<Item = (&'a str, u64)>,
 ) -> Vec<ScrapeJobFigures> {
     // Per job: its figures and the sum of its scraped targets' durations.
     let mut jobs: BTreeMap<&str, (ScrapeJobFigures, f64)> = BTreeMap::new();
@@ -564,8 +569,8 @@ fn summarize<'a>(
         figures.max_duration_seconds = figures.max_duration_seconds.max(seconds);
         *duration_sum += seconds;
     }
-    for job in dropped {
-        job_entry(&mut jobs, job).0.dropped += 1;
+    for (job, n) in dropped {
+        job_entry(&mut jobs, job).0.dropped += n;
     }
     jobs.into_values()
         .map(|(mut figures, duration_sum)| {
@@ -681,7 +686,7 @@ mod tests {
         ];
         let figures = summarize(
             active.into_iter(),
-            ["pods", "pods", "ingresses"].into_iter(),
+            [("pods", 2), ("ingresses", 1)].into_iter(),
         );
         let counts: Vec<(&str, u64, u64, u64, u64)> = figures
             .iter()
@@ -714,7 +719,7 @@ mod tests {
     fn scrape_figures_render_per_job_with_the_scrape_job_label() {
         let figures = summarize(
             [("a\"b", Health::Down, 5 * MS)].into_iter(),
-            ["a\"b"].into_iter(),
+            [("a\"b", 1)].into_iter(),
         );
         let mut out = String::new();
         render_scrape(&mut out, &figures);

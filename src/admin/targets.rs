@@ -85,12 +85,13 @@ fn targets(view: &TargetsView, now_ms: u64) -> Markup {
         .map(|a| a.health.lock().map(|h| h.clone()).unwrap_or_default())
         .collect();
     let up = healths.iter().filter(|h| h.health == Health::Up).count();
+    let dropped_total: usize = view.dropped_total.values().sum();
     let mut jobs: Vec<&str> = view.active.iter().map(|a| a.target.job.as_str()).collect();
     jobs.dedup();
     html! {
         p .meta {
             (view.active.len()) " active targets (" (up) " up), "
-            (view.dropped.len()) " dropped."
+            (dropped_total) " dropped."
         }
         input #filter type="search" placeholder="Filter by label, URL or error"
             style="width:100%;max-width:480px;padding:6px 8px;margin-bottom:8px";
@@ -121,8 +122,14 @@ fn targets(view: &TargetsView, now_ms: u64) -> Markup {
                 }
             }
         }
-        @if !view.dropped.is_empty() {
-            h2 { "Dropped " span .muted { "(" (view.dropped.len()) ")" } }
+        @if dropped_total > 0 {
+            h2 { "Dropped " span .muted { "(" (dropped_total) ")" } }
+            @if dropped_total > view.dropped.len() {
+                p .meta {
+                    "Listing " (view.dropped.len()) " of them: at most "
+                    "--scrape-max-dropped-targets per job, each with all its discovered labels."
+                }
+            }
             div .table-scroll {
                 table {
                     thead { tr { th { "Job" } th { "Discovered labels" } th { "Reason" } } }
@@ -238,6 +245,7 @@ mod tests {
                 discovered_labels: vec![label("__address__", HOSTILE)],
                 reason: DropReason::Relabeling,
             }],
+            dropped_total: [(HOSTILE.to_owned(), 1)].into(),
         };
         let html = render(Some(&view));
         // The page's own filter script is the only one.
@@ -246,5 +254,21 @@ mod tests {
         assert!(
             html.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;&quot; onclick=&quot;x</td>")
         );
+    }
+
+    #[test]
+    fn dropped_targets_beyond_the_listed_ones_are_counted_and_said() {
+        let view = TargetsView {
+            active: Vec::new(),
+            dropped: vec![DroppedTarget {
+                job: "pods".to_owned(),
+                discovered_labels: vec![label("__address__", "10.0.0.1:9100")],
+                reason: DropReason::Relabeling,
+            }],
+            dropped_total: [("pods".to_owned(), 900)].into(),
+        };
+        let html = render(Some(&view));
+        assert!(html.contains("900 dropped."), "{html}");
+        assert!(html.contains("Listing 1 of them"), "{html}");
     }
 }

@@ -53,7 +53,12 @@ pub fn render(view: Option<&TargetsView>) -> Value {
             })
         })
         .collect();
-    json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})
+    // As Prometheus 2.47+: every job's count of dropped targets, listed or not.
+    json!({"status": "success", "data": {
+        "activeTargets": active,
+        "droppedTargets": dropped,
+        "droppedTargetCounts": view.dropped_total,
+    }})
 }
 
 fn labels_json(labels: &[Label]) -> Value {

@@ -219,6 +219,18 @@ pub struct Cli {
         env = "PROMRELAY_DNS_SD_RESOLVER"
     )]
     pub dns_sd_resolver: Option<std::net::SocketAddr>,
+
+    /// Dropped targets listed per job on /targets and /api/v1/targets (the rest are counted);
+    /// each listed one keeps all its discovered labels in memory (vmagent:
+    /// -promscrape.maxDroppedTargets)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "1000",
+        help_heading = "Scraping",
+        env = "PROMRELAY_SCRAPE_MAX_DROPPED_TARGETS"
+    )]
+    pub scrape_max_dropped_targets: usize,
 }
 
 /// Where each flag's value came from, for merging with the file and for naming the flag in

@@ -165,6 +165,8 @@ pub struct ScrapeSettings {
     pub cluster: ClusterConfig,
     /// The one name server `dns_sd_configs` ask (`--dns-sd-resolver`); `None`: the system's.
     pub dns_sd_resolver: Option<std::net::SocketAddr>,
+    /// How many dropped targets each job lists (`--scrape-max-dropped-targets`).
+    pub max_dropped_targets: usize,
 }
 
 /// Sharding of scrape targets among instances: target `t` is scraped by the `replication_factor`
@@ -501,6 +503,7 @@ fn scrape_config(
 
     Ok(ScrapeSettings {
         dns_sd_resolver: cli.dns_sd_resolver,
+        max_dropped_targets: cli.scrape_max_dropped_targets,
         config_file,
         cluster: ClusterConfig {
             members_count: count,

@@ -82,6 +82,7 @@ fn defaults_apply_when_only_a_url_is_given() {
                 replication_factor: 1
             },
             dns_sd_resolver: None,
+            max_dropped_targets: 1000,
         }
     );
     let s = &cfg.storages[0];

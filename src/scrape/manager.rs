@@ -9,7 +9,7 @@
 //!
 //! Must not: write to queues except through the fan-out the relay uses.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use super::config::{self, JobConfig, ScrapeConfig};
 use super::discovery::http::HttpSd;
 use super::discovery::{Discovery, DiscoveryOptions, ProviderContext};
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
-use super::targets::{DroppedTarget, Target, build_targets};
+use super::targets::{DroppedTarget, Target, build_targets_listing};
 use crate::config::ClusterConfig;
 use crate::forward::Fanout;
 use crate::outbound::{self, ClientError, ClientOptions};
@@ -73,7 +73,10 @@ pub struct ActiveTarget {
 #[derive(Clone, Default)]
 pub struct TargetsView {
     pub active: Vec<ActiveTarget>,
+    /// Dropped targets listed (at most `--scrape-max-dropped-targets` per job).
     pub dropped: Vec<DroppedTarget>,
+    /// Dropped targets per job, listed or not.
+    pub dropped_total: BTreeMap<String, usize>,
 }
 
 enum Command {
@@ -97,6 +100,8 @@ struct State {
     discovery: Discovery,
     /// What discovery providers share (their counters, the DNS server), kept for reloads.
     providers: ProviderContext,
+    /// Dropped targets listed per job; the others are counted.
+    max_dropped_targets: usize,
     loops: HashMap<u64, LoopHandle>,
     view: Arc<Mutex<Arc<TargetsView>>>,
 }
@@ -109,6 +114,7 @@ impl Scraper {
         fanout: Arc<Fanout>,
         metrics: Arc<IngestMetrics>,
         providers: ProviderContext,
+        max_dropped_targets: usize,
     ) -> Result<Scraper, ScraperError> {
         let load_path = path.clone();
         let file = tokio::task::spawn_blocking(move || config::load(&load_path))
@@ -128,6 +134,7 @@ impl Scraper {
             jobs,
             discovery,
             providers,
+            max_dropped_targets,
             loops: HashMap::new(),
             view: Arc::clone(&view),
         };
@@ -232,15 +239,23 @@ impl State {
         let snapshot = self.discovery.current();
         let mut desired: HashMap<u64, Arc<Target>> = HashMap::new();
         let mut dropped = Vec::new();
+        let mut dropped_total = BTreeMap::new();
         for jg in snapshot.iter() {
             let Some(job) = self.jobs.get(&jg.job) else {
                 continue;
             };
-            let set = build_targets(&job.cfg, &jg.groups, &self.file.global, &self.cluster);
+            let set = build_targets_listing(
+                &job.cfg,
+                jg.all(),
+                &self.file.global,
+                &self.cluster,
+                self.max_dropped_targets,
+            );
             for t in set.active {
                 desired.entry(t.id()).or_insert_with(|| Arc::new(t));
             }
             dropped.extend(set.dropped);
+            *dropped_total.entry(jg.job.clone()).or_default() += set.dropped_total;
         }
         let gone: Vec<u64> = self
             .loops
@@ -287,8 +302,11 @@ impl State {
             (a.target.job.as_str(), a.target.scrape_url.as_str())
                 .cmp(&(b.target.job.as_str(), b.target.scrape_url.as_str()))
         });
-        *self.view.lock().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(TargetsView { active, dropped });
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(TargetsView {
+            active,
+            dropped,
+            dropped_total,
+        });
     }
 }
 

@@ -171,18 +171,34 @@ pub struct TargetSet {
     pub job: String,
     /// Targets this instance scrapes, in discovery order, without duplicates.
     pub active: Vec<Target>,
-    /// Discovered targets it does not scrape, with the reason.
+    /// Discovered targets it does not scrape, with the reason (at most as many as asked for).
     pub dropped: Vec<DroppedTarget>,
+    /// How many discovered targets it does not scrape, listed or not.
+    pub dropped_total: usize,
 }
 
 /// Builds the targets of `job` from its discovered `groups`. `global` supplies the external
 /// labels vmagent puts into its sharding key; `cluster` says which targets are this
-/// instance's.
-pub fn build_targets(
+/// instance's. Every dropped target is listed; [`build_targets_listing`] lists fewer.
+pub fn build_targets<'g>(
     job: &JobConfig,
-    groups: &[TargetGroup],
+    groups: impl IntoIterator<Item = &'g TargetGroup>,
     global: &GlobalConfig,
     cluster: &ClusterConfig,
+) -> TargetSet {
+    build_targets_listing(job, groups, global, cluster, usize::MAX)
+}
+
+/// [`build_targets`], listing at most `list_dropped` dropped targets (the first ones); the
+/// others are only counted in [`TargetSet::dropped_total`]. A relabeling that keeps one
+/// target of a pod's ten drops nine, with all their labels: listing them all would hold most
+/// of a large cluster's labels in memory for the targets page alone.
+pub fn build_targets_listing<'g>(
+    job: &JobConfig,
+    groups: impl IntoIterator<Item = &'g TargetGroup>,
+    global: &GlobalConfig,
+    cluster: &ClusterConfig,
+    list_dropped: usize,
 ) -> TargetSet {
     let ctx = Context {
         job,
@@ -204,11 +220,30 @@ pub fn build_targets(
                         set.active.push(target);
                     }
                 }
-                Err(dropped) => set.dropped.push(dropped),
+                Err((reason, discovered_labels)) => {
+                    set.dropped_total += 1;
+                    if set.dropped.len() < list_dropped {
+                        set.dropped.push(DroppedTarget {
+                            job: job.job_name.clone(),
+                            discovered_labels,
+                            reason,
+                        });
+                    }
+                }
             }
         }
     }
     set
+}
+
+/// What relabeling makes of a target: everything of a [`Target`] but where it came from.
+struct TargetParts {
+    labels: Vec<Label>,
+    scrape_url: Url,
+    interval: Duration,
+    timeout: Duration,
+    owners: Vec<u32>,
+    id: u64,
 }
 
 struct Context<'a> {
@@ -221,56 +256,78 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn target(&self, group: &TargetGroup, address: &str) -> Result<Target, DroppedTarget> {
+    /// The target at `address` of `group`, or why it is not scraped here with its discovered
+    /// labels (moved out, so a caller that does not list it frees them at once).
+    fn target(
+        &self,
+        group: &TargetGroup,
+        address: &str,
+    ) -> Result<Target, (DropReason, Vec<Label>)> {
         let discovered = self.discovered_labels(group, address);
-        let dropped = |reason| DroppedTarget {
-            job: self.job.job_name.clone(),
-            discovered_labels: discovered.clone(),
-            reason,
-        };
+        match self.relabeled(group, address, &discovered) {
+            Ok(parts) => Ok(Target {
+                job: self.job.job_name.clone(),
+                labels: parts.labels,
+                discovered_labels: discovered,
+                scrape_url: parts.scrape_url,
+                interval: parts.interval,
+                timeout: parts.timeout,
+                owners: parts.owners,
+                source: group.source.clone(),
+                id: parts.id,
+            }),
+            Err(reason) => Err((reason, discovered)),
+        }
+    }
 
-        let mut labels = discovered.clone();
+    /// Relabeling, sharding and the scrape URL of one target, from its discovered labels.
+    fn relabeled(
+        &self,
+        group: &TargetGroup,
+        address: &str,
+        discovered: &[Label],
+    ) -> Result<TargetParts, DropReason> {
+        let mut labels = discovered.to_vec();
         if !relabel::process(&mut labels, self.job.relabel_configs.compiled()) {
-            return Err(dropped(DropReason::Relabeling));
+            return Err(DropReason::Relabeling);
         }
         labels.retain(|l| !l.value.is_empty() && !l.name.starts_with("__meta_"));
 
         // vmagent computes its key here: after relabeling, before the default port.
         let owners = if self.cluster.members_count > 1 {
-            let key_labels = self.vmagent_key_labels(group, address, &discovered, &labels);
+            let key_labels = self.vmagent_key_labels(group, address, discovered, &labels);
             sharding::owners(&sharding::shard_key(&key_labels), self.cluster)
         } else {
             vec![0]
         };
 
         let address = get(&labels, "__address__")
-            .ok_or(DropReason::NoAddress)
-            .map_err(dropped)?
+            .ok_or(DropReason::NoAddress)?
             .to_owned();
         let scheme = get(&labels, "__scheme__").unwrap_or("").to_owned();
         let default_port = match scheme.as_str() {
             "http" => "80",
             "https" => "443",
-            _ => return Err(dropped(DropReason::InvalidScheme { scheme })),
+            _ => return Err(DropReason::InvalidScheme { scheme }),
         };
         let address = with_default_port(&address, default_port)
-            .ok_or_else(|| dropped(DropReason::InvalidAddress { address }))?;
+            .ok_or(DropReason::InvalidAddress { address })?;
         let (interval, timeout) =
-            intervals(&labels).map_err(|reason| dropped(DropReason::InvalidInterval { reason }))?;
+            intervals(&labels).map_err(|reason| DropReason::InvalidInterval { reason })?;
 
         if !sharding::is_mine(&owners, self.cluster) {
-            return Err(dropped(DropReason::OtherMembers {
+            return Err(DropReason::OtherMembers {
                 owners,
                 member_num: self.cluster.member_num,
                 members_count: self.cluster.members_count,
-            }));
+            });
         }
 
         set(&mut labels, "__address__", &address);
         let scrape_url = self.scrape_url(&scheme, &address, &labels).ok_or_else(|| {
-            dropped(DropReason::InvalidAddress {
+            DropReason::InvalidAddress {
                 address: address.clone(),
-            })
+            }
         })?;
 
         let mut id = Xxh64::new(0);
@@ -290,16 +347,12 @@ impl Context<'_> {
         if get(&final_labels, "instance").is_none() {
             set(&mut final_labels, "instance", &address);
         }
-
-        Ok(Target {
-            job: self.job.job_name.clone(),
+        Ok(TargetParts {
             labels: final_labels,
-            discovered_labels: discovered,
             scrape_url,
             interval,
             timeout,
             owners,
-            source: group.source.clone(),
             id: id.digest(),
         })
     }

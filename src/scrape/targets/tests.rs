@@ -178,6 +178,30 @@ fn relabel_drop_keeps_discovered_labels_and_a_reason() {
 }
 
 #[test]
+fn dropped_targets_past_the_listing_limit_are_counted_not_kept() {
+    let mut j = job("a");
+    j.relabel_configs = rules("- source_labels: [env]\n  regex: dev\n  action: drop\n");
+    let groups = [
+        group(&["a:1", "a:2", "a:3"], &[("env", "dev")]),
+        group(&["b:1"], &[]),
+    ];
+    let set = build_targets_listing(&j, &groups, &GlobalConfig::default(), &single(), 2);
+    assert_eq!(set.active.len(), 1);
+    assert_eq!(set.dropped_total, 3);
+    let listed: Vec<Option<&str>> = set
+        .dropped
+        .iter()
+        .map(|d| get(&d.discovered_labels, "__address__"))
+        .collect();
+    assert_eq!(listed, [Some("a:1"), Some("a:2")]);
+    assert_eq!(
+        build(&j, &groups).dropped.len(),
+        3,
+        "build_targets lists every one"
+    );
+}
+
+#[test]
 fn missing_or_invalid_address_after_relabeling_drops_the_target() {
     let mut j = job("a");
     j.relabel_configs = rules("- action: labeldrop\n  regex: __address__\n");
