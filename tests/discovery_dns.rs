@@ -240,8 +240,7 @@ async fn the_provider_publishes_changes_to_the_hub() {
     let discovery = Discovery::start_with_context(&jobs, options, &context);
     let addresses = || -> Vec<String> {
         let mut seen: Vec<String> = discovery.current()[0]
-            .groups
-            .iter()
+            .all()
             .flat_map(|g| g.targets.clone())
             .collect();
         seen.sort();

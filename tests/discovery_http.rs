@@ -183,7 +183,7 @@ fn fast() -> DiscoveryOptions {
 fn targets_of(snapshot: &[JobGroups]) -> Vec<(String, Vec<(String, String)>)> {
     snapshot
         .iter()
-        .flat_map(|job| job.groups.iter())
+        .flat_map(JobGroups::all)
         .flat_map(|g: &TargetGroup| {
             let labels: Vec<(String, String)> = g
                 .labels

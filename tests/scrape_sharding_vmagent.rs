@@ -99,7 +99,7 @@ fn promrelay_assignment(
             let mut mine = BTreeSet::new();
             for (job, groups) in config.jobs.iter().zip(&snapshot) {
                 assert_eq!(job.job_name, groups.job);
-                let set = build_targets(job, &groups.groups, &config.global, member);
+                let set = build_targets(job, groups.all(), &config.global, member);
                 for target in set.active {
                     let address = target
                         .discovered_labels

@@ -133,6 +133,7 @@ impl Discoverer {
                 JobGroups {
                     job: job.job.clone(),
                     groups,
+                    shared: Vec::new(),
                 }
             })
             .collect()

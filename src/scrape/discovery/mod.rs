@@ -98,6 +98,18 @@ pub struct JobGroups {
     /// Static groups first (in config order), then `file_sd` groups by config entry, file
     /// name and position in the file.
     pub groups: Vec<TargetGroup>,
+    /// Then each provider's groups (kubernetes, http, dns), in config order: shared with the
+    /// hub rather than copied, since a large cluster's groups are most of discovery's memory.
+    pub shared: Vec<Arc<Vec<TargetGroup>>>,
+}
+
+impl JobGroups {
+    /// Every group of the job: [`JobGroups::groups`], then [`JobGroups::shared`].
+    pub fn all(&self) -> impl Iterator<Item = &TargetGroup> {
+        self.groups
+            .iter()
+            .chain(self.shared.iter().flat_map(|g| g.iter()))
+    }
 }
 
 /// A snapshot of everything discovered, one entry per job in config order.
@@ -276,7 +288,7 @@ impl Discovery {
                 tx: tx.clone(),
             };
             tasks.extend(spawn(job, &mut factory));
-            slots.push(vec![Vec::new(); factory.slots]);
+            slots.push(vec![Arc::new(Vec::new()); factory.slots]);
         }
         // Only the sinks hold senders now: the hub's receiver ends when every provider is gone.
         drop(tx);
@@ -311,7 +323,7 @@ impl Drop for Discovery {
 struct Hub {
     files: Discoverer,
     /// Per job, per provider slot, the groups last published.
-    slots: Vec<Vec<Vec<TargetGroup>>>,
+    slots: Vec<Vec<Arc<Vec<TargetGroup>>>>,
 }
 
 impl Hub {
@@ -324,19 +336,18 @@ impl Hub {
         else {
             return false;
         };
-        if *slot == update.groups {
+        if **slot == update.groups {
             return false;
         }
-        *slot = update.groups;
+        *slot = Arc::new(update.groups);
         true
     }
 
     fn snapshot(&self) -> Vec<JobGroups> {
         let mut jobs = self.files.snapshot();
         for (job, slots) in jobs.iter_mut().zip(&self.slots) {
-            for groups in slots {
-                job.groups.extend(groups.iter().cloned());
-            }
+            job.shared
+                .extend(slots.iter().filter(|g| !g.is_empty()).cloned());
         }
         jobs
     }

@@ -37,7 +37,7 @@ fn targets_of(snapshot: &[JobGroups], job: &str) -> Vec<String> {
     snapshot
         .iter()
         .filter(|j| j.job == job)
-        .flat_map(|j| j.groups.iter().flat_map(|g| g.targets.iter().cloned()))
+        .flat_map(|j| j.all().flat_map(|g| g.targets.iter().cloned()))
         .collect()
 }
 
