@@ -40,8 +40,10 @@ struct Provider {
 impl Provider {
     fn start(config: KubernetesSdConfig, in_cluster: InCluster) -> Provider {
         let (tx, published) = mpsc::unbounded_channel();
+        // Each group's labels in one map, so the tests read every label in `labels`.
         let task = tokio::spawn(run("k8s".to_owned(), config, in_cluster, move |groups| {
-            tx.send(groups).is_ok()
+            tx.send(groups.into_iter().map(TargetGroup::flattened).collect())
+                .is_ok()
         }));
         Provider { published, task }
     }

@@ -263,6 +263,7 @@ impl DnsSd {
         for (name, targets) in self.config.names.iter().zip(&self.last) {
             for target in targets.iter().flatten() {
                 groups.push(TargetGroup {
+                    common: None,
                     source: name.clone(),
                     targets: vec![target.address.clone()],
                     labels: target.labels.clone(),

@@ -81,6 +81,7 @@ impl Discoverer {
                     .iter()
                     .enumerate()
                     .map(|(i, s)| TargetGroup {
+                        common: None,
                         source: format!("static_configs[{i}]"),
                         targets: s.targets.clone(),
                         labels: s.labels.clone(),
@@ -356,6 +357,7 @@ fn read_groups(path: &Path, absolute: &Path) -> Result<Vec<TargetGroup>, SdFileE
         }
         labels.insert(META_FILEPATH.to_owned(), shown.clone());
         groups.push(TargetGroup {
+            common: None,
             source: format!("{shown}:{index}"),
             targets: group.targets.unwrap_or_default(),
             labels,

@@ -273,6 +273,7 @@ pub fn parse_groups(url: &str, body: &[u8]) -> Result<Vec<TargetGroup>, HttpSdEr
         }
         labels.insert(META_URL.to_owned(), url.to_owned());
         groups.push(TargetGroup {
+            common: None,
             source: format!("{url}:{index}"),
             targets: group.targets.unwrap_or_default(),
             labels,

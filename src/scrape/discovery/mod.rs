@@ -76,8 +76,41 @@ pub struct TargetGroup {
     pub targets: Vec<String>,
     /// Labels shared by the group's targets, `__meta_filepath` included for `file_sd` groups.
     pub labels: BTreeMap<String, String>,
+    /// Labels this group shares with other groups, under [`TargetGroup::labels`] (a name in
+    /// both takes `labels`' value): a Kubernetes object's labels, held once for each of its
+    /// targets' groups rather than copied into each. `None` for the other discoveries.
+    pub common: Option<Arc<BTreeMap<String, String>>>,
     /// The file a `file_sd` group came from; `None` for static groups.
     pub file: Option<SdFile>,
+}
+
+impl TargetGroup {
+    /// Every label of the group, [`TargetGroup::common`]'s first, in the order later ones win.
+    pub fn each_label(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.common
+            .iter()
+            .flat_map(|c| c.iter())
+            .chain(self.labels.iter())
+    }
+
+    /// The group's labels in one map (`common` under `labels`).
+    pub fn merged_labels(&self) -> BTreeMap<String, String> {
+        match &self.common {
+            None => self.labels.clone(),
+            Some(common) => {
+                let mut m = (**common).clone();
+                m.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                m
+            }
+        }
+    }
+
+    /// The same group with its labels in one map and no `common` (for comparisons in tests).
+    pub fn flattened(mut self) -> TargetGroup {
+        self.labels = self.merged_labels();
+        self.common = None;
+        self
+    }
 }
 
 /// The file behind a `file_sd` group, in the two spellings the sharding key needs.

@@ -222,6 +222,7 @@ fn fast() -> DiscoveryOptions {
 
 fn group(source: &str, targets: &[&str]) -> TargetGroup {
     TargetGroup {
+        common: None,
         source: source.to_owned(),
         targets: targets.iter().map(|t| (*t).to_owned()).collect(),
         labels: BTreeMap::new(),

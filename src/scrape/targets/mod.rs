@@ -360,7 +360,7 @@ impl Context<'_> {
     /// Prometheus' labels before relabeling (`PopulateLabels`, first half).
     fn discovered_labels(&self, group: &TargetGroup, address: &str) -> Vec<Label> {
         let job = self.job;
-        let mut m: BTreeMap<String, String> = group.labels.clone();
+        let mut m: BTreeMap<String, String> = group.merged_labels();
         m.insert("__address__".to_owned(), address.to_owned());
         for (name, value) in [
             ("job", job.job_name.as_str()),
@@ -409,7 +409,7 @@ impl Context<'_> {
                 m.insert(format!("__param_{name}"), first.clone());
             }
         }
-        for (name, value) in &group.labels {
+        for (name, value) in group.each_label() {
             m.insert(name.clone(), value.clone());
         }
         if let Some(file) = &group.file {

@@ -42,6 +42,7 @@ fn rules(yaml: &str) -> RelabelRules {
 
 fn group(targets: &[&str], labels: &[(&str, &str)]) -> TargetGroup {
     TargetGroup {
+        common: None,
         source: "static_configs[0]".to_owned(),
         targets: targets.iter().map(|t| t.to_string()).collect(),
         labels: labels
@@ -318,6 +319,7 @@ fn shard_key_is_vmagent_labels_after_relabeling_without_meta_labels() {
         .external_labels
         .insert("dc".to_owned(), "eu1".to_owned());
     let g = TargetGroup {
+        common: None,
         source: "/etc/prometheus/sd/a.json:0".to_owned(),
         targets: vec!["h:1".to_owned()],
         labels: [

@@ -3,6 +3,8 @@
 //! labels, plus one per container port of a backing pod that no endpoint port names. The pod
 //! part is shared with `endpointslice`.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints};
 
 use super::Stores;
@@ -108,7 +110,12 @@ impl<'a> SeenPods<'a> {
 
     /// A target for every container port of the seen pods (with an IP) that no endpoint port
     /// named, with the group's labels.
-    pub(super) fn unseen_ports(&self, source: &str, group: &Labels, out: &mut Vec<TargetGroup>) {
+    pub(super) fn unseen_ports(
+        &self,
+        source: &str,
+        group: &Arc<Labels>,
+        out: &mut Vec<TargetGroup>,
+    ) {
         for (pod, seen) in &self.pods {
             if pod.ip.is_empty() {
                 continue;
@@ -156,6 +163,7 @@ pub(super) fn targets(eps: &EndpointsInfo, stores: &Stores, out: &mut Vec<Target
         service_labels(svc, &mut group);
     }
     add_object_meta(&mut group, &eps.meta, "endpoints");
+    let group = Arc::new(group);
     let source = format!("endpoints/{}/{}", eps.meta.namespace, eps.meta.name);
 
     let mut seen = SeenPods::default();

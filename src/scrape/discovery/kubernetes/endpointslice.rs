@@ -2,6 +2,8 @@
 //! and the targets Prometheus' `buildEndpointSlice` makes (as `endpoints`, with the slice's
 //! own labels; the backing service is the one named by `kubernetes.io/service-name`).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 use super::Stores;
@@ -126,6 +128,7 @@ pub(super) fn targets(slice: &SliceInfo, stores: &Stores, out: &mut Vec<TargetGr
             return;
         }
     }
+    let group = Arc::new(group);
     let source = format!("endpointslice/{}/{}", slice.meta.namespace, slice.meta.name);
 
     let mut seen = SeenPods::default();

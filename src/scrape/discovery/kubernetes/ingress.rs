@@ -2,6 +2,8 @@
 //! targets Prometheus' `buildIngress` makes (one per rule and path, `https` when a TLS entry
 //! covers the rule's host).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::networking::v1::Ingress;
 
 use super::labels::{Labels, Meta, add_object_meta, one_target, set};
@@ -69,6 +71,7 @@ pub(super) fn targets(ingress: &IngressInfo, out: &mut Vec<TargetGroup>) {
         set(&mut group, "ingress_class_name", class.as_str());
     }
     add_object_meta(&mut group, &ingress.meta, "ingress");
+    let group = Arc::new(group);
     let source = format!("ingress/{}/{}", ingress.meta.namespace, ingress.meta.name);
     for (host, paths) in ingress.rules.iter() {
         let scheme = if ingress

@@ -3,6 +3,7 @@
 //! labels) to promrelay's one-target [`TargetGroup`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -92,14 +93,14 @@ pub(super) fn add_labels_and_annotations(labels: &mut Labels, meta: &Meta, resou
 
 /// One target of a Prometheus group as promrelay's group of one: the group's labels, then the
 /// target's on top (they win, as in Prometheus' `PopulateLabels`), `__address__` as the target.
-pub(super) fn one_target(source: &str, group: &Labels, mut target: Labels) -> TargetGroup {
+/// The group's labels are shared by every target of the object ([`TargetGroup::common`]).
+pub(super) fn one_target(source: &str, group: &Arc<Labels>, mut target: Labels) -> TargetGroup {
     let address = target.remove("__address__").unwrap_or_default();
-    let mut labels = group.clone();
-    labels.append(&mut target);
     TargetGroup {
         source: source.to_owned(),
         targets: vec![address],
-        labels,
+        labels: target,
+        common: Some(Arc::clone(group)),
         file: None,
     }
 }
@@ -143,15 +144,24 @@ mod tests {
 
     #[test]
     fn target_labels_win_over_group_labels() {
-        let group = Labels::from([("a".to_owned(), "group".to_owned())]);
+        let group = Arc::new(Labels::from([
+            ("a".to_owned(), "group".to_owned()),
+            ("b".to_owned(), "group".to_owned()),
+        ]));
         let target = Labels::from([
             ("a".to_owned(), "target".to_owned()),
             ("__address__".to_owned(), "1.2.3.4:80".to_owned()),
         ]);
         let g = one_target("pod/ns/p", &group, target);
         assert_eq!(g.targets, ["1.2.3.4:80"]);
-        assert_eq!(g.labels["a"], "target");
-        assert!(!g.labels.contains_key("__address__"));
+        let merged = g.merged_labels();
+        assert_eq!(merged["a"], "target");
+        assert_eq!(merged["b"], "group");
+        assert!(!merged.contains_key("__address__"));
+        assert!(
+            g.common.as_ref().is_some_and(|c| Arc::ptr_eq(c, &group)),
+            "the object's labels are shared, not copied"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! kubelet endpoint at the node's preferred address), and the node metadata
 //! `attach_metadata.node` adds to pod and endpoint targets.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Node;
 
 use super::labels::{Labels, Meta, add_object_meta, join_host_port, one_target, sanitize, set};
@@ -101,5 +103,6 @@ pub(super) fn targets(node: &NodeInfo, out: &mut Vec<TargetGroup>) {
             set(&mut t, &name, first);
         }
     }
+    let group = Arc::new(group);
     out.push(one_target(&format!("node/{}", node.meta.name), &group, t));
 }

@@ -1,6 +1,8 @@
 //! `role: pod`: the pod fields promrelay keeps, and the targets Prometheus' `buildPod` makes
 //! (one per container port; one per container without ports, at the pod IP alone).
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 
 use super::labels::{Labels, Meta, add_object_meta, join_host_port, one_target, set};
@@ -172,6 +174,7 @@ pub(super) fn targets(pod: &PodInfo, node: Option<Option<&NodeInfo>>, out: &mut 
         Some(Some(node)) => node.add_metadata(&mut group),
         None => {}
     }
+    let group = Arc::new(group);
     let source = pod.source();
     for c in pod.containers.iter() {
         if c.ports.is_empty() {

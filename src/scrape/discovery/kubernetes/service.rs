@@ -2,6 +2,8 @@
 //! `buildService` makes (one per port, at `<name>.<namespace>.svc:<port>`), and the service
 //! labels endpoint targets carry.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Service;
 
 use super::labels::{Labels, Meta, add_object_meta, join_host_port, one_target, set};
@@ -74,6 +76,7 @@ pub(super) fn service_labels(svc: &ServiceInfo, labels: &mut Labels) {
 pub(super) fn targets(svc: &ServiceInfo, out: &mut Vec<TargetGroup>) {
     let mut group = Labels::new();
     service_labels(svc, &mut group);
+    let group = Arc::new(group);
     let source = format!("svc/{}/{}", svc.meta.namespace, svc.meta.name);
     let host = format!("{}.{}.svc", svc.meta.name, svc.meta.namespace);
     for (name, port, protocol) in svc.ports.iter() {

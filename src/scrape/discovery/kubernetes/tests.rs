@@ -1,6 +1,8 @@
 //! Objects in, exact label sets out: the cases of Prometheus' `discovery/kubernetes/*_test.go`
 //! ported (objects written as the API server sends them), plus the store's list/watch rules.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::*;
@@ -17,13 +19,25 @@ fn put<K: Watched>(stores: &mut Stores, object: Value) {
     store.watchers[0].synced = true;
 }
 
+impl Stores {
+    /// [`Stores::groups`] with each group's labels in one map, to compare with [`expected`].
+    fn flat_groups(&self, role: KubernetesRole) -> Vec<TargetGroup> {
+        self.groups(role)
+            .into_iter()
+            .map(TargetGroup::flattened)
+            .collect()
+    }
+}
+
 /// The groups Prometheus' test expects: one per target, the group's labels under the
 /// target's.
 fn expected(source: &str, group: &[(&str, &str)], targets: &[&[(&str, &str)]]) -> Vec<TargetGroup> {
-    let group: labels::Labels = group
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
+    let group: Arc<labels::Labels> = Arc::new(
+        group
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
     targets
         .iter()
         .map(|t| {
@@ -31,7 +45,7 @@ fn expected(source: &str, group: &[(&str, &str)], targets: &[&[(&str, &str)]]) -
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            labels::one_target(source, &group, t)
+            labels::one_target(source, &group, t).flattened()
         })
         .collect()
 }
@@ -103,7 +117,7 @@ fn pod_gives_one_target_per_container_port_and_one_per_portless_container() {
     let mut stores = Stores::default();
     put::<Pod>(&mut stores, multi_port_pod());
     assert_eq!(
-        stores.groups(KubernetesRole::Pod),
+        stores.flat_groups(KubernetesRole::Pod),
         expected(
             "pod/default/testpod",
             MULTI_PORT_POD_LABELS,
@@ -168,7 +182,7 @@ fn init_containers_are_targets_marked_init() {
         "containerID": "containerd://init", "image": "", "imageID": "", "ready": false, "restartCount": 0}]);
     let mut stores = Stores::default();
     put::<Pod>(&mut stores, pod);
-    let groups = stores.groups(KubernetesRole::Pod);
+    let groups = stores.flat_groups(KubernetesRole::Pod);
     assert_eq!(groups.len(), 2);
     assert_eq!(groups[1].targets, ["1.2.3.4:1234"]);
     assert_eq!(
@@ -192,7 +206,7 @@ fn pod_without_ip_has_no_targets() {
     pod["status"]["podIP"] = json!("");
     let mut stores = Stores::default();
     put::<Pod>(&mut stores, pod);
-    assert!(stores.groups(KubernetesRole::Pod).is_empty());
+    assert!(stores.flat_groups(KubernetesRole::Pod).is_empty());
 }
 
 fn node(name: &str, address: &str, labels: Value) -> Value {
@@ -218,7 +232,7 @@ fn node_target_is_the_kubelet_at_the_internal_ip() {
         node("test", "1.2.3.4", json!({"test-label": "testvalue"})),
     );
     assert_eq!(
-        stores.groups(KubernetesRole::Node),
+        stores.flat_groups(KubernetesRole::Node),
         expected(
             "node/test",
             &[
@@ -255,14 +269,14 @@ fn pod_with_node_metadata_waits_for_its_node_and_carries_its_labels() {
     };
     put::<Pod>(&mut stores, multi_port_pod());
     assert!(
-        stores.groups(KubernetesRole::Pod).is_empty(),
+        stores.flat_groups(KubernetesRole::Pod).is_empty(),
         "no targets while the node is unknown, as in Prometheus"
     );
     put::<Node>(
         &mut stores,
         node("testnode", "9.9.9.9", json!({"l1": "v1"})),
     );
-    let groups = stores.groups(KubernetesRole::Pod);
+    let groups = stores.flat_groups(KubernetesRole::Pod);
     assert_eq!(groups.len(), 3);
     assert_eq!(groups[0].labels["__meta_kubernetes_node_name"], "testnode");
     assert_eq!(groups[0].labels["__meta_kubernetes_node_label_l1"], "v1");
@@ -311,7 +325,7 @@ fn service_targets_its_dns_name_per_port() {
     let mut stores = Stores::default();
     put::<Service>(&mut stores, service("ClusterIP", json!({}), json!({})));
     assert_eq!(
-        stores.groups(KubernetesRole::Service),
+        stores.flat_groups(KubernetesRole::Service),
         expected(
             "svc/default/testservice",
             SERVICE_LABELS,
@@ -338,7 +352,7 @@ fn external_name_service_shows_the_name_not_a_cluster_ip() {
             json!({}),
         ),
     );
-    let g = &stores.groups(KubernetesRole::Service)[0];
+    let g = &stores.flat_groups(KubernetesRole::Service)[0];
     assert_eq!(
         g.labels["__meta_kubernetes_service_external_name"],
         "FooExternalName"
@@ -360,7 +374,7 @@ fn load_balancer_service_shows_its_ingress_ips() {
             json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}, {"hostname": "x"}, {"ip": "5.6.7.8"}]}}),
         ),
     );
-    let g = &stores.groups(KubernetesRole::Service)[0];
+    let g = &stores.flat_groups(KubernetesRole::Service)[0];
     assert_eq!(
         g.labels["__meta_kubernetes_service_loadbalancer_ip"],
         "1.2.3.4,5.6.7.8"
@@ -442,7 +456,7 @@ fn endpoints_backed_by_a_pod_carry_its_labels_and_add_its_unnamed_ports() {
         ],
     );
     assert_eq!(
-        stores.groups(KubernetesRole::Endpoints),
+        stores.flat_groups(KubernetesRole::Endpoints),
         expected(
             "endpoints/default/testendpoints",
             &[
@@ -469,7 +483,7 @@ fn endpoints_port_protocol_is_the_endpoints_even_when_a_tcp_container_port_share
             }]
         }),
     );
-    let g = &stores.groups(KubernetesRole::Endpoints)[0];
+    let g = &stores.flat_groups(KubernetesRole::Endpoints)[0];
     assert_eq!(g.labels["__meta_kubernetes_endpoint_port_protocol"], "UDP");
     assert_eq!(
         g.labels["__meta_kubernetes_pod_container_port_protocol"],
@@ -497,7 +511,7 @@ fn endpoints_carry_their_service_labels_and_not_ready_addresses() {
             }]
         }),
     );
-    let groups = stores.groups(KubernetesRole::Endpoints);
+    let groups = stores.flat_groups(KubernetesRole::Endpoints);
     assert_eq!(groups.len(), 2);
     assert_eq!(
         groups[0].labels["__meta_kubernetes_service_name"],
@@ -580,7 +594,7 @@ fn endpointslice_backed_by_a_pod_carries_its_labels_and_adds_its_unnamed_ports()
         ],
     );
     assert_eq!(
-        stores.groups(KubernetesRole::EndpointSlice),
+        stores.flat_groups(KubernetesRole::EndpointSlice),
         expected(
             "endpointslice/default/testendpoints",
             &[
@@ -616,7 +630,7 @@ fn endpointslice_of_a_dual_stack_service_keeps_only_its_primary_family() {
     };
     put::<EndpointSlice>(&mut stores, slice("web-v4", "IPv4", "10.0.0.5"));
     put::<EndpointSlice>(&mut stores, slice("web-v6", "IPv6", "fd00::5"));
-    let groups = stores.groups(KubernetesRole::EndpointSlice);
+    let groups = stores.flat_groups(KubernetesRole::EndpointSlice);
     assert_eq!(groups.len(), 1, "{groups:?}");
     let g = &groups[0];
     assert_eq!(g.targets, ["10.0.0.5:80"]);
@@ -682,7 +696,7 @@ fn ingress_gives_one_target_per_rule_and_path_https_when_tls_covers_the_host() {
         ]
     };
     assert_eq!(
-        stores.groups(KubernetesRole::Ingress),
+        stores.flat_groups(KubernetesRole::Ingress),
         expected(
             "ingress/default/testingress",
             &group,
@@ -835,7 +849,7 @@ fn a_thousand_pods_keep_a_fraction_of_their_objects_in_memory() {
         .map(|(k, p)| k.heap_bytes() + p.heap_bytes() + entry * 3 / 2)
         .sum();
     let per_pod = kept / PODS;
-    let groups = stores.groups(KubernetesRole::Pod);
+    let groups = stores.flat_groups(KubernetesRole::Pod);
     let published: usize = groups
         .iter()
         .map(|g| {
