@@ -179,7 +179,7 @@ active_targets() {
     curl -fs --max-time 30 "http://127.0.0.1:$proxy_port/api/v1/targets" |
         python3 -c 'import json, sys
 d = json.load(sys.stdin)["data"]["activeTargets"]
-print(sum(1 for t in d if t["scrapePool"] == "pods"))'
+print(sum(1 for t in d if t["scrapePool"] == "pods" and t["labels"].get("namespace") == "load"))'
 }
 
 # Waits up to SECONDS for the proxy to list WANT targets of job `pods`; prints the last count.
