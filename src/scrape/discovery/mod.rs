@@ -321,7 +321,7 @@ impl Discovery {
                 tx: tx.clone(),
             };
             tasks.extend(spawn(job, &mut factory));
-            slots.push(vec![Arc::new(Vec::new()); factory.slots]);
+            slots.push((0..factory.slots).map(|_| Arc::new(Vec::new())).collect());
         }
         // Only the sinks hold senders now: the hub's receiver ends when every provider is gone.
         drop(tx);
