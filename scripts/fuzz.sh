@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target in turn for SECONDS_PER_TARGET (default 60) and prints, per target,
-# the runs, the coverage and corpus growth, and the crashes found.
+# the runs, the CPU seconds the fuzzer used, the coverage and corpus growth, and the crashes found.
+# Run it under `nice` beside other work: the time limit is wall time, cpu_s says what it got.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
@@ -34,7 +35,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/fuzz}"
 for t in "${targets[@]}"; do cargo +nightly fuzz build -O "$t"; done
 
 logs="$(mktemp -d)"
-printf '%-20s %12s %10s %10s %10s %8s\n' target runs cov_start cov_end new_units crashes
+printf '%-20s %12s %8s %10s %10s %10s %8s\n' target runs cpu_s cov_start cov_end new_units crashes
 status=0
 for t in "${targets[@]}"; do
     log="$logs/$t.log"
@@ -42,7 +43,8 @@ for t in "${targets[@]}"; do
     stamp="$logs/$t.stamp"
     touch "$stamp"
     # -timeout: an input taking longer than 10 s is a hang (the targets must never loop).
-    cargo +nightly fuzz run -O "$t" "fuzz/corpus/$t" -- \
+    /usr/bin/time -f 'cpu_seconds: %U %S' -o "$logs/$t.time" \
+        cargo +nightly fuzz run -O "$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
         -print_final_stats=1 >"$log" 2>&1 || true
     found=$(find "fuzz/artifacts/$t" -type f -newer "$stamp")
@@ -50,8 +52,10 @@ for t in "${targets[@]}"; do
     units=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
     cov_start=$(grep -m1 'INITED' "$log" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
     cov_end=$(grep -E '^#[0-9]+' "$log" | tail -1 | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
+    cpu=$(awk '/^cpu_seconds:/ {printf "%.0f", $2 + $3}' "$logs/$t.time")
     crashes=$(grep -c . <<<"$found" || true)
-    printf '%-20s %12s %10s %10s %10s %8s\n' "$t" "${runs:-?}" "${cov_start:-?}" "${cov_end:-?}" "${units:-?}" "$crashes"
+    printf '%-20s %12s %8s %10s %10s %10s %8s\n' "$t" "${runs:-?}" "${cpu:-?}" "${cov_start:-?}" \
+        "${cov_end:-?}" "${units:-?}" "$crashes"
     if [[ $crashes -gt 0 ]]; then
         status=1
         grep -m3 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | sed 's/^/    /'
