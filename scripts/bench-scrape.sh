@@ -270,7 +270,7 @@ measure() { # RUN NAME
     sleep "$warmup_secs"
     t0=$(now) c0=$(cpu_ticks "$scraper_pid") s0=$(samples_written "$name")
     if $perf && [[ $name == promrelay ]]; then
-        perf record -q -e cpu-clock -F 199 --call-graph dwarf,16384 -p "$scraper_pid" \
+        perf record -q -e cpu-clock -F "${PERF_FREQ:-199}" --call-graph dwarf,16384 -p "$scraper_pid" \
             -o "$dir/perf-run$run.data" -- sleep "$secs" >"$dir/perf-run$run.log" 2>&1 ||
             die "perf record failed: $(tail -n 3 "$dir/perf-run$run.log")"
     else

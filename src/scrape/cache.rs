@@ -352,16 +352,15 @@ impl ScrapeCache {
         self.len() == 0
     }
 
-    /// Stale markers at `timestamp_ms` for every series of the last batch (the target is gone).
-    pub fn all_stale(&self, timestamp_ms: i64) -> WriteRequestEncoder {
+    /// Stale markers at `timestamp_ms` into `batch` for every series of the last batch (the
+    /// target is gone).
+    pub fn all_stale_into(&self, timestamp_ms: i64, batch: &mut WriteRequestEncoder) {
         let stale = f64::from_bits(STALE_NAN_BITS);
-        let mut enc = WriteRequestEncoder::new();
         for e in &self.entries {
             if e.state == State::Series && e.last == self.scrape {
-                enc.push_raw_labels(&self.arena[e.start..e.start + e.len], stale, timestamp_ms);
+                batch.push_raw_labels(&self.arena[e.start..e.start + e.len], stale, timestamp_ms);
             }
         }
-        enc
     }
 
     /// What a loop replacing this one (reload, new settings) may keep: the last batch's label
@@ -507,7 +506,9 @@ mod tests {
     fn a_removed_target_gets_stale_markers_for_everything() {
         let mut cache = ScrapeCache::default();
         scrape(&mut cache, &[A, B], 1.0);
-        let batch = decoded(&cache.all_stale(5));
+        let mut enc = WriteRequestEncoder::new();
+        cache.all_stale_into(5, &mut enc);
+        let batch = decoded(&enc);
         assert_eq!(batch.len(), 2);
         assert!(batch.iter().all(|(_, v)| *v == STALE_NAN_BITS));
     }

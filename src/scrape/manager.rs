@@ -15,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use super::cache::ScrapeCache;
 use super::client::{authorization, tls_options};
 use super::config::{self, JobConfig, ScrapeConfig};
 use super::discovery::http::HttpSd;
 use super::discovery::{Discovery, DiscoveryOptions, ProviderContext};
+use super::outbox::Outbox;
 use super::scrape_loop::{self, JobRuntime, LoopHandle, StopMode, TargetHealth};
 use super::targets::{DroppedTarget, Target, build_targets_listing};
 use crate::config::ClusterConfig;
@@ -93,10 +95,12 @@ pub struct Scraper {
 struct State {
     path: PathBuf,
     cluster: ClusterConfig,
-    fanout: Arc<Fanout>,
-    metrics: Arc<IngestMetrics>,
     file: ScrapeConfig,
     jobs: HashMap<String, Arc<JobRuntime>>,
+    /// Where every loop's batches go; its flusher stops with the scraper.
+    outbox: Arc<Outbox>,
+    flusher_stop: CancellationToken,
+    flusher: Option<tokio::task::JoinHandle<()>>,
     discovery: Discovery,
     /// What discovery providers share (their counters, the DNS server), kept for reloads.
     providers: ProviderContext,
@@ -120,18 +124,25 @@ impl Scraper {
         let file = tokio::task::spawn_blocking(move || config::load(&load_path))
             .await
             .map_err(ScraperError::LoadTask)??;
-        let jobs = runtimes(&file, &fanout, &metrics, &HashMap::new())?;
+        let outbox = Arc::new(Outbox::for_this_machine(
+            Arc::clone(&fanout),
+            Arc::clone(&metrics),
+        ));
+        let jobs = runtimes(&file, &outbox, &HashMap::new())?;
         check_discovery_clients(&file)?;
+        let flusher_stop = CancellationToken::new();
+        let flusher = Some(outbox.spawn_flusher(flusher_stop.clone()));
         let discovery =
             Discovery::start_with_context(&file.jobs, DiscoveryOptions::default(), &providers);
         let view = Arc::new(Mutex::new(Arc::new(TargetsView::default())));
         let mut state = State {
             path,
             cluster,
-            fanout,
-            metrics,
             file,
             jobs,
+            outbox,
+            flusher_stop,
+            flusher,
             discovery,
             providers,
             max_dropped_targets,
@@ -191,6 +202,11 @@ impl State {
                         for (_, l) in self.loops.drain() {
                             l.stop(StopMode::HandOver).await;
                         }
+                        // The loops' last batches reach the queues before the senders stop.
+                        self.flusher_stop.cancel();
+                        if let Some(flusher) = self.flusher.take() {
+                            let _ = flusher.await;
+                        }
                         let _ = reply.send(());
                         return;
                     }
@@ -205,7 +221,7 @@ impl State {
         let file = tokio::task::spawn_blocking(move || config::load(&path))
             .await?
             .map_err(ScraperError::from)?;
-        let jobs = runtimes(&file, &self.fanout, &self.metrics, &self.jobs)?;
+        let jobs = runtimes(&file, &self.outbox, &self.jobs)?;
         check_discovery_clients(&file)?;
         // Loops of jobs whose settings changed restart with the new settings, keeping memory.
         let mut handed_over = HashMap::new();
@@ -284,11 +300,8 @@ impl State {
                 .insert(id, scrape_loop::spawn(t, Arc::clone(job), memory));
         }
         // Memory handed over for targets that did not come back: they are gone.
-        for memory in handed_over.into_values() {
-            if let Err(e) = scrape_loop::push_all_stale(&self.fanout, &self.metrics, &memory).await
-            {
-                warn!(error = %e, "stale markers for removed targets could not be queued");
-            }
+        for (id, memory) in handed_over {
+            scrape_loop::push_all_stale(&self.outbox, id, &memory).await;
         }
         let mut active: Vec<ActiveTarget> = self
             .loops
@@ -328,8 +341,7 @@ fn check_discovery_clients(file: &ScrapeConfig) -> Result<(), ScraperError> {
 /// A runtime (client, auth) per job; jobs whose config did not change keep their runtime.
 fn runtimes(
     file: &ScrapeConfig,
-    fanout: &Arc<Fanout>,
-    metrics: &Arc<IngestMetrics>,
+    outbox: &Arc<Outbox>,
     previous: &HashMap<String, Arc<JobRuntime>>,
 ) -> Result<HashMap<String, Arc<JobRuntime>>, ScraperError> {
     let external_labels: Vec<Label> = file
@@ -360,8 +372,7 @@ fn runtimes(
                 client,
                 authorization,
                 external_labels: external_labels.clone(),
-                fanout: Arc::clone(fanout),
-                metrics: Arc::clone(metrics),
+                outbox: Arc::clone(outbox),
             }),
         );
     }

@@ -11,7 +11,8 @@
 //! - [`config`]: the Prometheus scrape config file (`--scrape-config`), resolved into jobs.
 //! - [`discovery`]: `static_configs` and `file_sd_configs` as target groups, watched for changes.
 //! - [`manager`]: the scraper: config, discovery, one loop per owned target, reload.
-//! - [`scrape_loop`]: one target's loop: fetch, parse, report series, stale markers, send.
+//! - [`outbox`]: many scrapes' batches gathered into one block, compressed and queued.
+//! - [`scrape_loop`]: one target's loop: fetch, parse, report series, stale markers.
 //! - [`targets`]: targets from groups as Prometheus' `PopulateLabels` builds them, sharded.
 //! - [`sharding`]: vmagent 1.79's cluster sharding key and member assignment.
 
@@ -20,6 +21,7 @@ pub(crate) mod client;
 pub mod config;
 pub mod discovery;
 pub mod manager;
+pub mod outbox;
 pub mod scrape_loop;
 pub mod sharding;
 pub mod targets;

@@ -1,6 +1,6 @@
 //! One target's scrape loop: fetch on a stable offset within the interval, parse, build the batch
 //! (scraped series, the five series Prometheus adds per scrape, stale markers for series that
-//! vanished), and hand it to the fan-out. An `http://` target is fetched through the loop's own
+//! vanished), built straight into the scraper's [`Outbox`], which queues many scrapes as one block. An `http://` target is fetched through the loop's own
 //! [`http::Client`] (one keep-alive connection, the body read straight into the scrape's buffer);
 //! `https://`, redirects and a proxy from the environment go through the job's reqwest client.
 //!
@@ -10,26 +10,24 @@
 //! scrape, as Prometheus does. When the loop is stopped for good (target gone), every remembered
 //! series gets a stale marker; when it is handed over to a new loop (reload), the memory goes with it.
 //!
-//! Must not: write to queues except through [`Fanout::push`].
+//! Must not: write to queues except through the [`Outbox`].
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::cache::{ScrapeCache, TextKey};
 use super::config::JobConfig;
+use super::outbox::Outbox;
 use super::targets::Target;
 use crate::exposition::parse::{Format, Item, ParseError, Parser, format_from_content_type};
 use crate::exposition::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
-use crate::forward::{Fanout, PushError};
 use crate::outbound::http1 as http;
 use crate::prompb::{Label, WriteRequestEncoder};
-use crate::stats::{IngestMetrics, Source};
 use crate::util::{error_chain, now_ms};
 
 /// What Prometheus offers: OpenMetrics first, then the text format.
@@ -93,8 +91,8 @@ pub struct JobRuntime {
     /// `Authorization` for every scrape of the job, if it has credentials.
     pub authorization: Option<HeaderValue>,
     pub external_labels: Vec<Label>,
-    pub fanout: Arc<Fanout>,
-    pub metrics: Arc<IngestMetrics>,
+    /// Where the loops build their batches; shared by every job.
+    pub outbox: Arc<Outbox>,
 }
 
 /// How a loop ends.
@@ -185,13 +183,15 @@ async fn run(
                 break;
             }
         };
-        let scrape = buffers::with_batch(|batch| {
-            scrape_batch(
-                &target, &job, &mut cache, fetched, &body, ts, started, batch,
-            )
-        });
+        let scrape = job
+            .outbox
+            .add(target.id(), |batch| {
+                scrape_batch(
+                    &target, &job, &mut cache, fetched, &body, ts, started, batch,
+                )
+            })
+            .await;
         buffers::put_body(body);
-        send(&job, scrape.block, scrape.series).await;
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
         h.health = if scrape.error.is_empty() {
             Health::Up
@@ -208,20 +208,15 @@ async fn run(
     let mode = *mode.lock().unwrap_or_else(|p| p.into_inner());
     match mode {
         StopMode::Gone => {
-            if let Err(e) = push_all_stale(&job.fanout, &job.metrics, &cache).await {
-                warn!(job = %job.cfg.job_name, error = %e, "stale markers could not be queued");
-            }
+            push_all_stale(&job.outbox, target.id(), &cache).await;
             ScrapeCache::default()
         }
         StopMode::HandOver => cache.hand_over(),
     }
 }
 
-/// What one scrape produced.
+/// What one scrape produced (its series are in the outbox).
 struct Scrape {
-    /// The batch, compressed: scraped series, report series, stale markers.
-    block: Bytes,
-    series: usize,
     /// Samples after metric relabeling.
     post: usize,
     duration: Duration,
@@ -229,8 +224,8 @@ struct Scrape {
     error: String,
 }
 
-/// Builds one scrape's batch into `batch` (empty on entry; [`buffers::with_batch`] empties it
-/// after) and compresses it.
+/// Appends one scrape's batch to `batch` (the outbox's pending block): scraped series, report
+/// series, stale markers; on a failed scrape only the report series and stale markers.
 #[expect(
     clippy::too_many_arguments,
     reason = "the hot path passes what it borrows instead of building a struct per scrape"
@@ -246,6 +241,7 @@ fn scrape_batch(
     batch: &mut WriteRequestEncoder,
 ) -> Scrape {
     cache.begin();
+    let (mark_len, mark_series) = (batch.as_bytes().len(), batch.series());
     let outcome = fetched.and_then(|content_type| {
         build(target, job, body, content_type.as_deref(), ts, cache, batch)
     });
@@ -253,7 +249,7 @@ fn scrape_batch(
     let (up, scraped, post, error) = match outcome {
         Ok((scraped, post)) => (1.0, scraped, post, String::new()),
         Err(e) => {
-            batch.clear();
+            batch.truncate(mark_len, mark_series);
             cache.abort();
             debug!(target = %target.scrape_url, error = %e, "scrape failed");
             (0.0, 0, 0, e.to_string())
@@ -276,19 +272,10 @@ fn scrape_batch(
     );
     cache.finish(batch, ts);
     Scrape {
-        block: compress(batch),
-        series: batch.series(),
         post,
         duration,
         error,
     }
-}
-
-fn compress(batch: &WriteRequestEncoder) -> Bytes {
-    if batch.series() == 0 {
-        return Bytes::new();
-    }
-    Bytes::from(crate::prompb::compress(batch.as_bytes()))
 }
 
 /// The loop's own client for `http://` targets (see [`http`]); `None` keeps every scrape of the
@@ -508,56 +495,25 @@ where
     Ok(cache.insert(text, kept.then_some(&scratch[..])))
 }
 
-async fn send(job: &JobRuntime, block: Bytes, series: usize) {
-    if let Err(e) = push(&job.fanout, &job.metrics, block, series).await {
-        warn!(job = %job.cfg.job_name, error = %e, "scraped samples could not be queued");
-    }
+/// Queues stale markers for every series of a gone target's last batch (`cache`), behind the
+/// target's last scrape.
+pub async fn push_all_stale(outbox: &Outbox, target_id: u64, cache: &ScrapeCache) {
+    let ts = now_ms() as i64;
+    outbox
+        .add(target_id, |batch| cache.all_stale_into(ts, batch))
+        .await;
 }
 
-/// Queues one compressed batch of `series` series and counts them as scraped samples.
-async fn push(
-    fanout: &Fanout,
-    metrics: &IngestMetrics,
-    block: Bytes,
-    series: usize,
-) -> Result<(), PushError> {
-    if series == 0 {
-        return Ok(());
-    }
-    let samples = u32::try_from(series).unwrap_or(u32::MAX);
-    fanout.push(block, samples, None).await?;
-    metrics.accepted(Source::Scrape, series as u64);
-    Ok(())
-}
-
-/// Queues stale markers for every series of a gone target's last batch (`cache`).
-pub async fn push_all_stale(
-    fanout: &Fanout,
-    metrics: &IngestMetrics,
-    cache: &ScrapeCache,
-) -> Result<(), PushError> {
-    let enc = cache.all_stale(now_ms() as i64);
-    push(fanout, metrics, compress(&enc), enc.series()).await
-}
-
-/// Buffers shared by all loops instead of kept per target: a scrape needs its body only until
-/// its batch is built, and builds the batch without awaiting, so a few bodies and one batch
-/// encoder per worker thread serve any number of targets.
+/// Bodies shared by all loops instead of kept per target: a scrape needs its body only until
+/// its batch is built, so a few bodies serve any number of targets.
 mod buffers {
-    use std::cell::RefCell;
     use std::sync::Mutex;
-
-    use crate::prompb::WriteRequestEncoder;
 
     /// Bodies kept for reuse, and the largest kept (a huge one is freed after use).
     const KEEP_BODIES: usize = 64;
     const KEEP_BYTES: usize = 16 << 20;
 
     static BODIES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-
-    thread_local! {
-        static BATCH: RefCell<WriteRequestEncoder> = RefCell::new(WriteRequestEncoder::new());
-    }
 
     pub fn take_body() -> Vec<u8> {
         BODIES
@@ -576,19 +532,6 @@ mod buffers {
         if bodies.len() < KEEP_BODIES {
             bodies.push(body);
         }
-    }
-
-    /// Runs `f` with this thread's batch encoder (empty on entry; `f` leaves it empty).
-    pub fn with_batch<R>(f: impl FnOnce(&mut WriteRequestEncoder) -> R) -> R {
-        BATCH.with(|b| {
-            let mut batch = b.borrow_mut();
-            let r = f(&mut batch);
-            batch.clear();
-            if batch.capacity() > KEEP_BYTES {
-                *batch = WriteRequestEncoder::new();
-            }
-            r
-        })
     }
 }
 
