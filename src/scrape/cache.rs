@@ -24,6 +24,9 @@
 //! - Texts are keyed by their 128-bit xxh3 hash without keeping the text. Two different series
 //!   texts colliding is about 2^-128 per pair (Prometheus keeps the string instead; it costs
 //!   memory per series for no practical gain). Label hashes are 64-bit but checked.
+//! - Memory per series: its encoded labels, a 32-byte entry (which holds its text's hash) and
+//!   4 bytes in each of the two order lists (was 104 bytes besides the labels: 60 MiB less at
+//!   1,000 targets of 1,000 series). A second text of the same series is an entry of its own.
 //!
 //! Must not: fetch, parse or send; decide a series' labels (that is [`crate::exposition::series`]).
 
@@ -34,19 +37,25 @@ use crate::prompb::WriteRequestEncoder;
 
 /// The hash of a series as written in an exposition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TextKey(u128);
+pub struct TextKey([u64; 2]);
 
 impl TextKey {
     /// The key of `name{labels}` as the parser handed it out ([`crate::exposition::parse::SampleRef::series`]).
     #[inline]
-    pub fn of_series(series: &str) -> TextKey {
-        TextKey(xxh3_128(series.as_bytes()))
+    pub fn of_series(series: &[u8]) -> TextKey {
+        TextKey::from(xxh3_128(series))
     }
 
     /// The key of a series the scraper adds itself (`up`, `scrape_duration_seconds`, ...): kept
     /// apart from a scraped series of the same name.
     pub fn of_report(name: &str) -> TextKey {
-        TextKey(xxh3_128_with_seed(name.as_bytes(), 0x7265_706f_7274))
+        TextKey::from(xxh3_128_with_seed(name.as_bytes(), 0x7265_706f_7274))
+    }
+
+    #[inline]
+    fn from(h: u128) -> TextKey {
+        // Two u64 halves: 8-byte alignment keeps an `Entry` at 32 bytes (a u128 would pad it to 48).
+        TextKey([h as u64, (h >> 64) as u64])
     }
 }
 
@@ -54,35 +63,51 @@ impl TextKey {
 enum State {
     /// A free slot.
     Free,
-    /// Metric relabeling drops this series.
+    /// Metric relabeling drops this series' text.
     Dropped,
-    /// A series with labels in the arena.
+    /// A series with labels in the arena (`start`, `len`).
     Series,
+    /// A second text of the series in entry `start` (`m{a="1",}` beside `m{a="1"}`).
+    Alias,
 }
 
+/// One series or text; 32 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// The text that found this entry last (for `Series`, unless `has_text` is false).
+    text: TextKey,
+    /// `Series`: where its labels start in the arena. `Alias`: the entry of its series.
+    start: u32,
+    len: u32,
+    /// The scrape that last wrote it; 0 = none.
+    last: u32,
     state: State,
     /// Whether the series was in the previous batch (set when written in this scrape).
     was_prev: bool,
-    /// The scrape that last wrote it; 0 = none.
-    last: u64,
-    /// Hash of the encoded labels.
-    key: u64,
-    start: usize,
-    len: usize,
+    /// A handed-over series keeps its labels but forgets its text until it is seen again.
+    has_text: bool,
 }
 
 const FREE: Entry = Entry {
-    state: State::Free,
-    was_prev: false,
-    last: 0,
-    key: 0,
+    text: TextKey([0, 0]),
     start: 0,
     len: 0,
+    last: 0,
+    state: State::Free,
+    was_prev: false,
+    has_text: false,
 };
 
+/// The cache of a target whose encoded labels passed 4 GiB (an exposition of several GiB).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the scrape cache holds 4 GiB of labels: too many series")]
+pub struct CacheFull;
+
 /// One target's memory of its series. See the module documentation.
+///
+/// Memory per series: its encoded labels, one 32-byte [`Entry`] (holding its text's hash) and
+/// 4 bytes in each of the two order lists. The maps below exist only during a scrape that
+/// meets a new series or a new order.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
     /// Encoded labels of the entries, one after another (with holes until compacted).
@@ -91,23 +116,23 @@ pub struct ScrapeCache {
     live_bytes: usize,
     entries: Vec<Entry>,
     free: Vec<u32>,
-    /// The texts of the last scrape in the order the body had them. Exporters write their
-    /// series in the same order every time, so a scrape is matched against this list one by
-    /// one, reading memory in order; a hash map of 300 targets' series would cost a cache miss
-    /// per sample instead.
-    order: Vec<(TextKey, u32)>,
+    /// The entries of the last scrape's texts in the order the body had them. Exporters write
+    /// their series in the same order every time, so a scrape is matched against this list one
+    /// by one, reading memory in order; a hash map of 300 targets' series would cost a cache
+    /// miss per sample instead.
+    order: Vec<u32>,
     /// Where in `order` the next text is expected.
     cursor: usize,
-    /// The texts of this scrape so far (the next `order`).
-    next: Vec<(TextKey, u32)>,
+    /// The entries of this scrape's texts so far (the next `order`).
+    next: Vec<u32>,
     /// Every known text -> (entry, position in `order` or `NO_POS`): built only when `order`
     /// fails to find a text (a new series, or a body in a new order), for that scrape only.
     by_text: Option<HashKeyed<TextKey, (u32, u32)>>,
-    /// Entries by the hash of their labels: built for the first new text of a scrape, for that
-    /// scrape only.
+    /// `Series` entries by the hash of their labels: built for the first new text of a scrape,
+    /// for that scrape only.
     by_labels: Option<HashKeyed<u64, u32>>,
     /// The scrape being built (the previous one is `scrape - 1`).
-    scrape: u64,
+    scrape: u32,
     /// Series of this scrape that the previous batch did not have.
     added: usize,
 }
@@ -120,6 +145,9 @@ const NO_POS: u32 = u32::MAX;
 impl ScrapeCache {
     /// Starts a new scrape: series written from now on belong to the new batch.
     pub fn begin(&mut self) {
+        if self.scrape >= u32::MAX - 1 {
+            self.renumber();
+        }
         // Scrape numbers start at 2, so that no entry's `last` (0 = none) is "the previous one".
         self.scrape = self.scrape.max(1) + 1;
         self.added = 0;
@@ -127,51 +155,68 @@ impl ScrapeCache {
         self.next.clear();
     }
 
+    /// Once in 2^32 scrapes: the last scrape becomes number 2, older marks none.
+    fn renumber(&mut self) {
+        for e in &mut self.entries {
+            e.last = if e.last == self.scrape { 2 } else { 0 };
+        }
+        self.scrape = 2;
+    }
+
     /// The entry for a series text, if it was seen before.
     #[inline]
     pub fn lookup(&mut self, text: TextKey) -> Option<u32> {
         let end = self.order.len().min(self.cursor + 1 + LOOKAHEAD);
-        if let Some(p) = self
-            .order
-            .get(self.cursor..end)
-            .and_then(|expected| expected.iter().position(|(t, _)| *t == text))
-        {
-            let idx = self.order[self.cursor + p].1;
+        let entries = &self.entries;
+        if let Some(p) = self.order.get(self.cursor..end).and_then(|expected| {
+            expected.iter().position(|&idx| {
+                let e = &entries[idx as usize];
+                e.text == text && e.has_text
+            })
+        }) {
+            let idx = self.order[self.cursor + p];
             self.cursor += p + 1;
-            self.next.push((text, idx));
+            self.next.push(idx);
             return Some(idx);
         }
         let (idx, pos) = *self.text_map().get(&text)?;
         if pos != NO_POS {
             self.cursor = pos as usize + 1;
         }
-        self.next.push((text, idx));
+        self.next.push(idx);
         Some(idx)
     }
 
     fn text_map(&mut self) -> &mut HashKeyed<TextKey, (u32, u32)> {
-        let (order, next) = (&self.order, &self.next);
+        let (order, next, entries) = (&self.order, &self.next, &self.entries);
         self.by_text.get_or_insert_with(|| {
             let mut map = HashKeyed::default();
             map.reserve(order.len() + next.len());
-            for (pos, &(text, idx)) in order.iter().enumerate() {
-                map.insert(text, (idx, u32::try_from(pos).unwrap_or(NO_POS)));
+            for (pos, &idx) in order.iter().enumerate() {
+                let e = &entries[idx as usize];
+                if e.has_text {
+                    map.insert(e.text, (idx, u32::try_from(pos).unwrap_or(NO_POS)));
+                }
             }
-            for &(text, idx) in next {
-                map.entry(text).or_insert((idx, NO_POS));
+            for &idx in next {
+                let e = &entries[idx as usize];
+                if e.has_text {
+                    map.entry(e.text).or_insert((idx, NO_POS));
+                }
             }
             map
         })
     }
 
     fn labels_map(&mut self) -> &mut HashKeyed<u64, u32> {
-        let entries = &self.entries;
+        let (entries, arena) = (&self.entries, &self.arena);
         self.by_labels.get_or_insert_with(|| {
             let mut map = HashKeyed::default();
             for (idx, e) in entries.iter().enumerate() {
                 if e.state == State::Series {
+                    let labels = &arena[e.start as usize..(e.start + e.len) as usize];
                     // On a (checked) collision the first keeps the slot; see `insert`.
-                    map.entry(e.key).or_insert(idx as u32);
+                    map.entry(xxh3_64(labels)).or_insert(idx as u32);
                 }
             }
             map
@@ -180,43 +225,61 @@ impl ScrapeCache {
 
     /// Records what a series text [`Self::lookup`] did not know turned into: its encoded
     /// `labels`, or `None` when metric relabeling drops it. Returns the entry to [`Self::write`].
-    pub fn insert(&mut self, text: TextKey, labels: Option<&[u8]>) -> u32 {
-        let idx = self.entry_for(labels);
+    pub fn insert(&mut self, text: TextKey, labels: Option<&[u8]>) -> Result<u32, CacheFull> {
+        let idx = self.entry_for(text, labels)?;
         if let Some(map) = &mut self.by_text {
             map.insert(text, (idx, NO_POS));
         }
-        self.next.push((text, idx));
-        idx
+        self.next.push(idx);
+        Ok(idx)
     }
 
-    fn entry_for(&mut self, labels: Option<&[u8]>) -> u32 {
+    /// The entry that will hold `text`: a new `Dropped` one, the series with these labels
+    /// (taking the text if it has none, else through a new `Alias`), or a new series.
+    fn entry_for(&mut self, text: TextKey, labels: Option<&[u8]>) -> Result<u32, CacheFull> {
+        let with_text = |state| Entry {
+            text,
+            state,
+            has_text: true,
+            ..FREE
+        };
         let Some(labels) = labels else {
-            return self.new_entry(Entry {
-                state: State::Dropped,
-                ..FREE
-            });
+            return Ok(self.new_entry(with_text(State::Dropped)));
         };
         let key = xxh3_64(labels);
         if let Some(&idx) = self.labels_map().get(&key) {
-            let e = &self.entries[idx as usize];
-            if &self.arena[e.start..e.start + e.len] == labels {
-                return idx;
+            let e = &mut self.entries[idx as usize];
+            if self.arena[e.start as usize..(e.start + e.len) as usize] == *labels {
+                if !e.has_text {
+                    e.text = text;
+                    e.has_text = true;
+                    return Ok(idx);
+                }
+                return Ok(self.new_entry(Entry {
+                    start: idx,
+                    ..with_text(State::Alias)
+                }));
             }
         }
-        let start = self.arena.len();
+        if self.arena.len() + labels.len() > u32::MAX as usize {
+            self.compact();
+        }
+        let start = u32::try_from(self.arena.len()).map_err(|_| CacheFull)?;
+        let len = u32::try_from(labels.len()).map_err(|_| CacheFull)?;
+        if start.checked_add(len).is_none() {
+            return Err(CacheFull);
+        }
         self.arena.extend_from_slice(labels);
         self.live_bytes += labels.len();
         let idx = self.new_entry(Entry {
-            state: State::Series,
-            key,
             start,
-            len: labels.len(),
-            ..FREE
+            len,
+            ..with_text(State::Series)
         });
         // On a (checked) 64-bit collision the first keeps the slot; the second is still cached
         // by its text, only not found by its labels.
         self.labels_map().entry(key).or_insert(idx);
-        idx
+        Ok(idx)
     }
 
     fn new_entry(&mut self, e: Entry) -> u32 {
@@ -240,24 +303,37 @@ impl ScrapeCache {
         timestamp_ms: i64,
         batch: &mut WriteRequestEncoder,
     ) -> Added {
+        let scrape = self.scrape;
         let Some(e) = self.entries.get_mut(idx as usize) else {
             return Added::Relabeled;
         };
-        if e.last == self.scrape {
+        let idx = match e.state {
+            State::Alias => {
+                // The text stays known; the series is written (once) under its own entry.
+                e.last = scrape;
+                e.start
+            }
+            _ => idx,
+        };
+        let Some(e) = self.entries.get_mut(idx as usize) else {
+            return Added::Relabeled;
+        };
+        if e.last == scrape {
             return match e.state {
                 State::Series => Added::Duplicate,
                 _ => Added::Relabeled,
             };
         }
-        e.was_prev = e.last + 1 == self.scrape;
-        e.last = self.scrape;
+        e.was_prev = e.last + 1 == scrape;
+        e.last = scrape;
         if e.state != State::Series {
             return Added::Relabeled;
         }
         if !e.was_prev {
             self.added += 1;
         }
-        batch.push_raw_labels(&self.arena[e.start..e.start + e.len], value, timestamp_ms);
+        let (start, end) = (e.start as usize, (e.start + e.len) as usize);
+        batch.push_raw_labels(&self.arena[start..end], value, timestamp_ms);
         Added::Series
     }
 
@@ -289,14 +365,11 @@ impl ScrapeCache {
             }
             if e.state == State::Series {
                 if e.last + 1 == scrape {
-                    batch.push_raw_labels(
-                        &self.arena[e.start..e.start + e.len],
-                        stale,
-                        timestamp_ms,
-                    );
+                    let (start, end) = (e.start as usize, (e.start + e.len) as usize);
+                    batch.push_raw_labels(&self.arena[start..end], stale, timestamp_ms);
                     markers += 1;
                 }
-                self.live_bytes -= e.len;
+                self.live_bytes -= e.len as usize;
             }
             *e = FREE;
             self.free.push(idx as u32);
@@ -306,7 +379,7 @@ impl ScrapeCache {
             let entries = &self.entries;
             // Texts of entries just forgotten (after a failed scrape) must not come back.
             self.next
-                .retain(|(_, idx)| entries[*idx as usize].state != State::Free);
+                .retain(|&idx| entries[idx as usize].state != State::Free);
             self.compact();
         }
         std::mem::swap(&mut self.order, &mut self.next);
@@ -325,8 +398,9 @@ impl ScrapeCache {
         let mut arena = Vec::with_capacity(self.live_bytes);
         for e in &mut self.entries {
             if e.state == State::Series {
-                let start = arena.len();
-                arena.extend_from_slice(&self.arena[e.start..e.start + e.len]);
+                // The arena only shrinks here, so the new offset fits as the old one did.
+                let start = arena.len() as u32;
+                arena.extend_from_slice(&self.arena[e.start as usize..(e.start + e.len) as usize]);
                 e.start = start;
             }
         }
@@ -358,7 +432,8 @@ impl ScrapeCache {
         let stale = f64::from_bits(STALE_NAN_BITS);
         for e in &self.entries {
             if e.state == State::Series && e.last == self.scrape {
-                batch.push_raw_labels(&self.arena[e.start..e.start + e.len], stale, timestamp_ms);
+                let (start, end) = (e.start as usize, (e.start + e.len) as usize);
+                batch.push_raw_labels(&self.arena[start..end], stale, timestamp_ms);
             }
         }
     }
@@ -368,9 +443,13 @@ impl ScrapeCache {
     /// are forgotten: the new settings may give them other labels.
     pub fn hand_over(mut self) -> ScrapeCache {
         for (idx, e) in self.entries.iter_mut().enumerate() {
-            if e.state == State::Dropped {
-                *e = FREE;
-                self.free.push(idx as u32);
+            match e.state {
+                State::Dropped | State::Alias => {
+                    *e = FREE;
+                    self.free.push(idx as u32);
+                }
+                State::Series => e.has_text = false,
+                State::Free => {}
             }
         }
         self.order.clear();
@@ -401,10 +480,10 @@ mod tests {
         let mut batch = WriteRequestEncoder::new();
         cache.begin();
         for (text, l) in series {
-            let key = TextKey::of_series(text);
+            let key = TextKey::of_series(text.as_bytes());
             let idx = match cache.lookup(key) {
                 Some(idx) => idx,
-                None => cache.insert(key, Some(&labels(l))),
+                None => cache.insert(key, Some(&labels(l))).unwrap(),
             };
             cache.write(idx, v, 1, &mut batch);
         }
@@ -434,7 +513,7 @@ mod tests {
         let mut cache = ScrapeCache::default();
         scrape(&mut cache, &[A], 1.0);
         cache.begin();
-        let idx = cache.lookup(TextKey::of_series("a")).expect("cached");
+        let idx = cache.lookup(TextKey::of_series(b"a")).expect("cached");
         let mut batch = WriteRequestEncoder::new();
         assert_eq!(cache.write(idx, 5.0, 1, &mut batch), Added::Series);
         assert_eq!(
@@ -479,8 +558,8 @@ mod tests {
     fn a_series_dropped_by_relabeling_is_remembered_as_dropped() {
         let mut cache = ScrapeCache::default();
         cache.begin();
-        let key = TextKey::of_series("go_gc");
-        let idx = cache.insert(key, None);
+        let key = TextKey::of_series(b"go_gc");
+        let idx = cache.insert(key, None).unwrap();
         let mut batch = WriteRequestEncoder::new();
         assert_eq!(cache.write(idx, 1.0, 1, &mut batch), Added::Relabeled);
         assert_eq!(cache.finish(&mut batch, 2), 0);
@@ -494,7 +573,7 @@ mod tests {
         scrape(&mut cache, &[A, B], 1.0);
         cache.begin();
         let mut batch = WriteRequestEncoder::new();
-        let idx = cache.lookup(TextKey::of_series("a")).unwrap();
+        let idx = cache.lookup(TextKey::of_series(b"a")).unwrap();
         cache.write(idx, 1.0, 1, &mut batch);
         cache.abort();
         batch.clear();
@@ -518,7 +597,7 @@ mod tests {
         let mut cache = ScrapeCache::default();
         scrape(&mut cache, &[A, B], 1.0);
         let mut cache = cache.hand_over();
-        assert_eq!(cache.lookup(TextKey::of_series("a")), None);
+        assert_eq!(cache.lookup(TextKey::of_series(b"a")), None);
         // The new loop's settings give "a" the same labels and "b" new ones.
         let b2: (&str, &[(&str, &str)]) = ("b", &[("__name__", "b"), ("env", "x")]);
         let (batch, added, stale) = scrape(&mut cache, &[A, b2], 2.0);
@@ -528,7 +607,50 @@ mod tests {
 
     #[test]
     fn report_series_are_kept_apart_from_scraped_series_of_the_same_name() {
-        assert_ne!(TextKey::of_report("up"), TextKey::of_series("up"));
+        assert_ne!(TextKey::of_report("up"), TextKey::of_series(b"up"));
+    }
+
+    #[test]
+    fn an_entry_takes_32_bytes() {
+        // The per-series memory the module documentation states.
+        assert_eq!(std::mem::size_of::<Entry>(), 32);
+    }
+
+    #[test]
+    fn scrape_numbers_wrapping_around_keep_added_and_stale_markers_right() {
+        let mut cache = ScrapeCache::default();
+        scrape(&mut cache, &[A, B], 1.0);
+        cache.scrape = u32::MAX - 3;
+        for e in &mut cache.entries {
+            if e.state != State::Free {
+                e.last = cache.scrape;
+            }
+        }
+        for round in 0..4 {
+            let (batch, added, stale) = scrape(&mut cache, &[A, B], f64::from(round));
+            assert_eq!((batch.len(), added, stale), (2, 0, 0), "round {round}");
+        }
+        let (batch, added, stale) = scrape(&mut cache, &[A], 9.0);
+        assert_eq!((batch.len(), added, stale), (2, 0, 1));
+        let (_, added, _) = scrape(&mut cache, &[A, B], 10.0);
+        assert_eq!(added, 1);
+    }
+
+    #[test]
+    fn a_second_text_of_a_series_is_known_by_itself_next_time() {
+        let mut cache = ScrapeCache::default();
+        let spaced: (&str, &[(&str, &str)]) = ("a{}", &[("__name__", "a")]);
+        scrape(&mut cache, &[A, spaced], 1.0);
+        cache.begin();
+        let idx = cache
+            .lookup(TextKey::of_series(b"a{}"))
+            .expect("the alias text is cached");
+        let mut batch = WriteRequestEncoder::new();
+        assert_eq!(cache.write(idx, 2.0, 1, &mut batch), Added::Series);
+        assert_eq!(
+            decoded(&batch),
+            vec![(l(&[("__name__", "a")]), 2f64.to_bits())]
+        );
     }
 
     #[test]
@@ -561,7 +683,10 @@ mod tests {
         scrape(&mut cache, &[A, B, c], 1.0);
         cache.begin();
         for text in ["c", "b", "a"] {
-            assert!(cache.lookup(TextKey::of_series(text)).is_some(), "{text}");
+            assert!(
+                cache.lookup(TextKey::of_series(text.as_bytes())).is_some(),
+                "{text}"
+            );
         }
     }
 
@@ -628,10 +753,10 @@ mod tests {
                     cache.begin();
                     let mut want: Vec<Vec<u8>> = Vec::new();
                     for &t in &texts {
-                        let key = TextKey::of_series(&format!("t{t}"));
+                        let key = TextKey::of_series(format!("t{t}").as_bytes());
                         let idx = match cache.lookup(key) {
                             Some(idx) => idx,
-                            None => cache.insert(key, labels_of(t).as_deref()),
+                            None => cache.insert(key, labels_of(t).as_deref()).unwrap(),
                         };
                         let added = cache.write(idx, f64::from(t), 1, &mut batch);
                         let expect = match labels_of(t) {

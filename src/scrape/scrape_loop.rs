@@ -20,7 +20,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::cache::{ScrapeCache, TextKey};
+use super::cache::{CacheFull, ScrapeCache, TextKey};
 use super::config::JobConfig;
 use super::outbox::Outbox;
 use super::targets::Target;
@@ -57,6 +57,9 @@ pub enum ScrapeError {
     /// A series broke a label rule or `label_limit`.
     #[error(transparent)]
     Series(#[from] SeriesError),
+    /// The target's series hold more labels than the cache can address.
+    #[error(transparent)]
+    CacheFull(#[from] CacheFull),
     /// More samples than `sample_limit` after metric relabeling.
     #[error("sample_limit exceeded ({0})")]
     SampleLimit(u64),
@@ -422,7 +425,9 @@ pub fn build_batch(
     let (mut scraped, mut post) = (0usize, 0usize);
     let mut labels = Vec::new();
     let mut parser = Parser::new(body, format).without_semantic_checks();
-    while let Some(item) = parser.next_with(|series| cache.lookup(TextKey::of_series(series))) {
+    while let Some(item) =
+        parser.next_with(|series| cache.lookup(TextKey::of_series(series.as_bytes())))
+    {
         let (idx, value, timestamp_ms) = match item? {
             Item::Known {
                 key,
@@ -430,7 +435,7 @@ pub fn build_batch(
                 timestamp_ms,
             } => (key, value, timestamp_ms),
             Item::Sample(s) => {
-                let text = TextKey::of_series(s.series);
+                let text = TextKey::of_series(s.series.as_bytes());
                 let idx = entry(cache, text, s.name, s.labels.iter(), opts, &mut labels)?;
                 (idx, s.value, s.timestamp_ms)
             }
@@ -484,7 +489,7 @@ fn entry<'a, I>(
     labels: I,
     opts: &SeriesOptions<'a>,
     scratch: &mut Vec<u8>,
-) -> Result<u32, SeriesError>
+) -> Result<u32, ScrapeError>
 where
     I: IntoIterator<Item = (&'a str, Cow<'a, str>)>,
 {
@@ -492,7 +497,7 @@ where
         return Ok(idx);
     }
     let kept = encode_series_labels(name, labels, opts, scratch)?;
-    Ok(cache.insert(text, kept.then_some(&scratch[..])))
+    Ok(cache.insert(text, kept.then_some(&scratch[..]))?)
 }
 
 /// Queues stale markers for every series of a gone target's last batch (`cache`), behind the
