@@ -105,7 +105,7 @@ pub struct CacheFull;
 
 /// One target's memory of its series. See the module documentation.
 ///
-/// Memory per series: its encoded labels, one 32-byte [`Entry`] (holding its text's hash) and
+/// Memory per series: its encoded labels, one 32-byte entry (holding its text's hash) and
 /// 4 bytes in each of the two order lists. The maps below exist only during a scrape that
 /// meets a new series or a new order.
 #[derive(Debug, Default)]
