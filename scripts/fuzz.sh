@@ -47,7 +47,10 @@ for t in "${targets[@]}"; do
         cargo +nightly fuzz run -O "$t" "fuzz/corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
         -print_final_stats=1 >"$log" 2>&1 || true
-    found=$(find "fuzz/artifacts/$t" -type f -newer "$stamp")
+    # crash-, timeout-, oom- and leak- artifacts are failures; a slow-unit- one is not (a unit
+    # over 10 s of wall time: a fuzzer paused with SIGSTOP leaves one), it is only listed.
+    found=$(find "fuzz/artifacts/$t" -type f -newer "$stamp" ! -name 'slow-unit-*')
+    slow=$(find "fuzz/artifacts/$t" -type f -newer "$stamp" -name 'slow-unit-*')
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     units=$(sed -n 's/^stat::new_units_added: *//p' "$log" | tail -1)
     cov_start=$(grep -m1 'INITED' "$log" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
@@ -60,6 +63,9 @@ for t in "${targets[@]}"; do
         status=1
         grep -m3 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" | sed 's/^/    /'
         head -3 <<<"$found" | sed 's/^/    artifact: /'
+    fi
+    if [[ -n $slow ]]; then
+        head -3 <<<"$slow" | sed 's/^/    slow (not a failure; rerun it alone to see its time): /'
     fi
 done
 echo "logs: $logs"
