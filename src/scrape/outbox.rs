@@ -114,10 +114,14 @@ impl Outbox {
         result
     }
 
-    /// Pushes every shard whose oldest series has waited `max_age`.
+    /// Pushes every shard whose oldest series has waited `max_age`. A shard in use is left to
+    /// the next round: a loop is appending to it, or it is pushing already (and may wait for a
+    /// full queue, which must not hold up the other shards' flushes).
     pub async fn flush_due(&self) {
         for shard in self.shards.iter() {
-            let mut shard = shard.lock().await;
+            let Ok(mut shard) = shard.try_lock() else {
+                continue;
+            };
             if shard
                 .since
                 .is_some_and(|t| t.elapsed() >= self.limits.max_age)
@@ -179,4 +183,142 @@ async fn push(
     fanout.push(block, samples, None).await?;
     metrics.accepted(Source::Scrape, series as u64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::prompb::{decode_write_request, decompress_bounded};
+
+    fn fanout(dir: &std::path::Path) -> Arc<Fanout> {
+        let cfg = Config::from_args([
+            "promrelay",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--remote-write-url",
+            "http://127.0.0.1:1/write",
+        ])
+        .unwrap();
+        Arc::new(Fanout::open(&cfg).unwrap())
+    }
+
+    fn outbox(fanout: &Arc<Fanout>, shards: usize, limits: Limits) -> Arc<Outbox> {
+        Arc::new(Outbox::new(
+            Arc::clone(fanout),
+            Arc::new(IngestMetrics::default()),
+            shards,
+            limits,
+        ))
+    }
+
+    /// The queued blocks, each as its series' (name, value).
+    fn queued(fanout: &Fanout) -> Vec<Vec<(String, f64)>> {
+        let st = &fanout.storages()[0];
+        let mut blocks = Vec::new();
+        while let Some(b) = st.queue().read().unwrap() {
+            let raw = decompress_bounded(&b.payload, usize::MAX).unwrap();
+            let req = decode_write_request(&raw).unwrap();
+            blocks.push(
+                req.timeseries
+                    .iter()
+                    .map(|t| (t.labels[0].value.clone(), t.samples[0].value))
+                    .collect(),
+            );
+        }
+        blocks
+    }
+
+    fn one_series(name: &'static str, value: f64) -> impl FnOnce(&mut WriteRequestEncoder) {
+        move |batch| {
+            batch.push_series([("__name__", name)], value, 1);
+        }
+    }
+
+    /// Bytes one `one_series` batch encodes to.
+    fn series_bytes() -> usize {
+        let mut enc = WriteRequestEncoder::new();
+        one_series("a", 0.0)(&mut enc);
+        enc.as_bytes().len()
+    }
+
+    fn limits(series: usize, max_age: Duration) -> Limits {
+        Limits {
+            max_bytes: series * series_bytes(),
+            max_age,
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_wait_for_a_full_block_and_go_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fanout(dir.path());
+        let o = outbox(&f, 1, limits(3, Duration::from_secs(3600)));
+        o.add(1, one_series("a", 1.0)).await;
+        o.add(2, one_series("b", 2.0)).await;
+        assert!(
+            queued(&f).is_empty(),
+            "nothing queued before the block is full"
+        );
+        o.add(3, one_series("c", 3.0)).await;
+        let want = [("a", 1.0), ("b", 2.0), ("c", 3.0)].map(|(n, v)| (n.to_owned(), v));
+        assert_eq!(queued(&f), vec![want.to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn a_pending_block_is_queued_once_it_is_max_age_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fanout(dir.path());
+        let o = outbox(&f, 2, limits(1000, Duration::from_millis(50)));
+        let stop = CancellationToken::new();
+        let flusher = o.spawn_flusher(stop.clone());
+        o.add(7, one_series("a", 1.0)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut got = Vec::new();
+        while got.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            got = queued(&f);
+        }
+        assert_eq!(got, vec![vec![("a".to_owned(), 1.0)]]);
+        stop.cancel();
+        flusher.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stopping_the_flusher_queues_what_is_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fanout(dir.path());
+        let o = outbox(&f, 4, limits(1000, Duration::from_secs(3600)));
+        let stop = CancellationToken::new();
+        let flusher = o.spawn_flusher(stop.clone());
+        for (key, name) in [(0, "a"), (1, "b"), (2, "c")] {
+            o.add(key, one_series(name, 1.0)).await;
+        }
+        stop.cancel();
+        flusher.await.unwrap();
+        let mut names: Vec<String> = queued(&f).into_iter().flatten().map(|(n, _)| n).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_targets_batches_stay_in_order_across_blocks_and_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = fanout(dir.path());
+        let o = outbox(&f, 3, limits(2, Duration::from_secs(3600)));
+        // Five targets, eight scrapes each, interleaved; the value is the scrape's number.
+        let names = ["t0", "t1", "t2", "t3", "t4"];
+        for scrape in 0..8 {
+            for (key, name) in names.iter().enumerate() {
+                o.add(key as u64, one_series(name, f64::from(scrape))).await;
+            }
+        }
+        o.flush_all().await;
+        let all: Vec<(String, f64)> = queued(&f).into_iter().flatten().collect();
+        assert_eq!(all.len(), 40);
+        for name in names {
+            let values: Vec<f64> = all.iter().filter(|(n, _)| n == name).map(|s| s.1).collect();
+            assert_eq!(values, (0..8).map(f64::from).collect::<Vec<_>>(), "{name}");
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! One target's scrape loop: fetch on a stable offset within the interval, parse, build the batch
 //! (scraped series, the five series Prometheus adds per scrape, stale markers for series that
-//! vanished), built straight into the scraper's [`Outbox`], which queues many scrapes as one block. An `http://` target is fetched through the loop's own
-//! [`http::Client`] (one keep-alive connection, the body read straight into the scrape's buffer);
-//! `https://`, redirects and a proxy from the environment go through the job's reqwest client.
+//! vanished) straight into the scraper's [`Outbox`], which queues many scrapes as one block. An
+//! `http://` target is fetched through the loop's own [`http::Client`] (one keep-alive
+//! connection, the body read straight into the scrape's buffer); `https://`, redirects and a
+//! proxy from the environment go through the job's reqwest client.
 //!
 //! Guarantees: one scrape at a time per target, never longer than its timeout; a failed scrape
 //! (HTTP error, timeout, body over `body_size_limit`, parse error, `sample_limit` or `label_limit`
