@@ -279,6 +279,7 @@ measure() { # RUN NAME
     fi
     t1=$(now) c1=$(cpu_ticks "$scraper_pid") s1=$(samples_written "$name")
     rss=$(peak_rss_mib "$scraper_pid")
+    rss_now=$(rss_mib "$scraper_pid")
     stop_scraper
     $keep || rm -rf "$work" "$work.log"
     if $perf && [[ $name == promrelay ]]; then
@@ -290,8 +291,8 @@ measure() { # RUN NAME
     spcs=$(awk -v n="$((s1 - s0))" -v c="$cpu_s" 'BEGIN { printf "%.0f", (c > 0 ? n / c : 0) }')
     rate=$(awk -v n="$((s1 - s0))" -v a="$t1" -v b="$t0" 'BEGIN { printf "%.0f", n / (a - b) }')
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$((s1 - s0))" "$cpu_s" "$spcs" "$rate" "$rss" >>"$results"
-    say "$(printf 'run %s %-9s %9s samples/CPU-s  %8s samples/s  CPU %6s s  peak RSS %6s MiB' \
-        "$run" "$name" "$spcs" "$rate" "$cpu_s" "$rss")"
+    say "$(printf 'run %s %-9s %9s samples/CPU-s  %8s samples/s  CPU %6s s  peak RSS %6s MiB (%s at the end)' \
+        "$run" "$name" "$spcs" "$rate" "$cpu_s" "$rss" "$rss_now")"
 }
 
 expected_rate=$(awk -v t="$targets" -v s="$samples_per_scrape" -v i="$interval_s" 'BEGIN { printf "%.0f", t * (s + 5) / i }')

@@ -69,6 +69,10 @@ peak_rss_mib() { # PID
     awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }
 
+rss_mib() { # PID: resident now
+    awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
 # --- ports ------------------------------------------------------------------------------------
 # Ports are picked outside the kernel's ephemeral range (/proc/sys/net/ipv4/ip_local_port_range),
 # where the local port of any outgoing connection on the machine could take a port between our
