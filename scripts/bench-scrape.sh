@@ -90,7 +90,8 @@ fi
 # --- what we run ----------------------------------------------------------------------------
 say "building promrelay (release)"
 cargo build --release --bin promrelay -q
-promrelay_bin=$repo/target/release/promrelay
+# cargo builds into CARGO_TARGET_DIR when it is set (a worktree, or another build profile to compare).
+promrelay_bin=${CARGO_TARGET_DIR:-$repo/target}/release/promrelay
 
 vmagent_bin=$repo/.peers/bin/vmagent
 node_exporter_bin=$repo/.peers/bin/node_exporter
