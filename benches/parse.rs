@@ -203,6 +203,21 @@ fn scrape_batch(c: &mut Criterion) {
         honor_timestamps: true,
         sample_limit: 0,
     };
+    // A loop's cache keeps the target labels once (ScrapeCache::share_labels).
+    let mut shared = Vec::new();
+    promrelay::prompb::encode_labels_into(
+        target.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        &mut shared,
+    );
+    let new_cache = || {
+        let mut cache = ScrapeCache::default();
+        if std::env::var_os("SCRAPE_UNSHARED").is_none() {
+            cache
+                .share_labels(&shared)
+                .expect("an empty cache takes any set");
+        }
+        cache
+    };
     let text = generated(Format::PrometheusText);
     // SCRAPE_BODY=FILE adds a body of your own (for example the one bench-scrape.sh serves).
     let own =
@@ -244,9 +259,9 @@ fn scrape_batch(c: &mut Criterion) {
             n
         };
         group.bench_function(format!("{name}/cold_cache"), |b| {
-            b.iter(|| run(&mut ScrapeCache::default(), false))
+            b.iter(|| run(&mut new_cache(), false))
         });
-        let mut cache = ScrapeCache::default();
+        let mut cache = new_cache();
         group.bench_function(format!("{name}/warm_cache"), |b| {
             b.iter(|| run(&mut cache, false))
         });
@@ -254,7 +269,7 @@ fn scrape_batch(c: &mut Criterion) {
             b.iter(|| run(&mut cache, true))
         });
         // 300 targets scraped in turn: each scrape finds its cache gone from the CPU's caches.
-        let mut caches: Vec<ScrapeCache> = (0..300).map(|_| ScrapeCache::default()).collect();
+        let mut caches: Vec<ScrapeCache> = (0..300).map(|_| new_cache()).collect();
         for cache in &mut caches {
             run(cache, false);
         }

@@ -132,6 +132,49 @@ impl WriteRequestEncoder {
         self.series += 1;
     }
 
+    /// Appends one series whose encoded labels, `labels_len` bytes, `write_labels` appends
+    /// (labels kept in pieces, for example).
+    #[inline]
+    pub fn push_labels_with(
+        &mut self,
+        labels_len: usize,
+        write_labels: impl FnOnce(&mut Vec<u8>),
+        value: f64,
+        timestamp_ms: i64,
+    ) {
+        let s_len = sample_len(timestamp_ms);
+        let series_len = labels_len + 1 + varint_len(s_len as u64) + s_len;
+        let b = &mut self.buf;
+        b.push(0x0a);
+        put_varint(b, series_len as u64);
+        let at = b.len();
+        write_labels(b);
+        debug_assert_eq!(
+            b.len() - at,
+            labels_len,
+            "labels_len must be what is written"
+        );
+        put_sample(b, value, timestamp_ms, s_len);
+        self.series += 1;
+    }
+
+    /// Appends one series whose encoded labels are `parts`, one after another.
+    #[inline]
+    pub fn push_labels_parts(&mut self, parts: [&[u8]; 3], value: f64, timestamp_ms: i64) {
+        let labels_len = parts[0].len() + parts[1].len() + parts[2].len();
+        let s_len = sample_len(timestamp_ms);
+        let series_len = labels_len + 1 + varint_len(s_len as u64) + s_len;
+        let b = &mut self.buf;
+        b.reserve(series_len + 11);
+        b.push(0x0a);
+        put_varint(b, series_len as u64);
+        for part in parts {
+            b.extend_from_slice(part);
+        }
+        put_sample(b, value, timestamp_ms, s_len);
+        self.series += 1;
+    }
+
     /// Cuts the buffer back to `len` bytes holding `series` series (undoing later pushes).
     pub fn truncate(&mut self, len: usize, series: usize) {
         self.buf.truncate(len);

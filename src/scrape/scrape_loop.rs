@@ -28,7 +28,7 @@ use super::targets::Target;
 use crate::exposition::parse::{Format, Item, ParseError, Parser, format_from_content_type};
 use crate::exposition::series::{Added, SeriesError, SeriesOptions, encode_series_labels};
 use crate::outbound::http1 as http;
-use crate::prompb::{Label, WriteRequestEncoder};
+use crate::prompb::{Label, WriteRequestEncoder, encode_labels_into};
 use crate::util::{error_chain, now_ms};
 
 /// What Prometheus offers: OpenMetrics first, then the text format.
@@ -170,6 +170,12 @@ async fn run(
     let timeout_header = HeaderValue::from_str(&format!("{}", target.timeout.as_secs_f64()))
         .unwrap_or_else(|_| HeaderValue::from_static("10"));
     let mut http = http_client(&target, &job, &timeout_header);
+    let shared = shared_fields(&target, &job);
+    if cache.share_labels(&shared).is_err() {
+        // A handed-over cache too large to rewrite: start afresh (an empty one always fits).
+        cache = ScrapeCache::default();
+        let _ = cache.share_labels(&shared);
+    }
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, target.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -280,6 +286,21 @@ fn scrape_batch(
         duration,
         error,
     }
+}
+
+/// The label fields every series of the target carries: its target labels and the external
+/// labels, sorted by name (the cache keeps them once, see [`ScrapeCache::share_labels`]).
+fn shared_fields(target: &Target, job: &JobRuntime) -> Vec<u8> {
+    let mut pairs: Vec<(&str, &str)> = target
+        .labels
+        .iter()
+        .chain(&job.external_labels)
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    let mut fields = Vec::new();
+    encode_labels_into(pairs, &mut fields);
+    fields
 }
 
 /// The loop's own client for `http://` targets (see [`http`]); `None` keeps every scrape of the

@@ -24,13 +24,19 @@
 //! - Texts are keyed by their 128-bit xxh3 hash without keeping the text. Two different series
 //!   texts colliding is about 2^-128 per pair (Prometheus keeps the string instead; it costs
 //!   memory per series for no practical gain). Label hashes are 64-bit but checked.
-//! - Memory per series: its encoded labels, a 32-byte entry (which holds its text's hash) and
-//!   4 bytes in each of the two order lists (was 104 bytes besides the labels: 60 MiB less at
-//!   1,000 targets of 1,000 series). A second text of the same series is an entry of its own.
+//! - Memory per series: its encoded labels less the fields every series of the target carries
+//!   (target and external labels, kept once: see `cache/shared.rs`), a 32-byte entry (which holds its
+//!   text's hash) and 4 bytes in each of the two order lists (was 104 bytes besides the labels:
+//!   60 MiB less at 1,000 targets of 1,000 series). A second text of the same series is an entry
+//!   of its own.
 //!
 //! Must not: fetch, parse or send; decide a series' labels (that is [`crate::exposition::series`]).
 
+mod shared;
+
 use xxhash_rust::xxh3::{xxh3_64, xxh3_128, xxh3_128_with_seed};
+
+use shared::SharedLabels;
 
 use crate::exposition::series::{Added, HashKeyed, STALE_NAN_BITS};
 use crate::prompb::WriteRequestEncoder;
@@ -86,6 +92,8 @@ struct Entry {
     was_prev: bool,
     /// A handed-over series keeps its labels but forgets its text until it is seen again.
     has_text: bool,
+    /// `Series`: records of shared fields at the start of its arena bytes ([`shared`]).
+    records: u8,
 }
 
 const FREE: Entry = Entry {
@@ -96,6 +104,7 @@ const FREE: Entry = Entry {
     state: State::Free,
     was_prev: false,
     has_text: false,
+    records: 0,
 };
 
 /// The cache of a target whose encoded labels passed 4 GiB (an exposition of several GiB).
@@ -110,8 +119,13 @@ pub struct CacheFull;
 /// meets a new series or a new order.
 #[derive(Debug, Default)]
 pub struct ScrapeCache {
-    /// Encoded labels of the entries, one after another (with holes until compacted).
+    /// Encoded labels of the entries in their cached form (see [`shared`]), one after another
+    /// (with holes until compacted).
     arena: Vec<u8>,
+    /// The label fields the target's series share, cut out of their cached labels.
+    shared: SharedLabels,
+    /// Where [`Self::insert`] puts a series' cached form.
+    split: Vec<u8>,
     /// Bytes of the arena live entries use.
     live_bytes: usize,
     entries: Vec<Entry>,
@@ -246,6 +260,21 @@ impl ScrapeCache {
         let Some(labels) = labels else {
             return Ok(self.new_entry(with_text(State::Dropped)));
         };
+        let mut split = std::mem::take(&mut self.split);
+        let records = self.shared.split(labels, &mut split);
+        let found = self.series_entry(text, &split, records, with_text);
+        self.split = split;
+        found
+    }
+
+    /// [`Self::entry_for`] a series whose cached form is `labels` with `records` records.
+    fn series_entry(
+        &mut self,
+        text: TextKey,
+        labels: &[u8],
+        records: u8,
+        with_text: impl Fn(State) -> Entry,
+    ) -> Result<u32, CacheFull> {
         let key = xxh3_64(labels);
         if let Some(&idx) = self.labels_map().get(&key) {
             let e = &mut self.entries[idx as usize];
@@ -274,6 +303,7 @@ impl ScrapeCache {
         let idx = self.new_entry(Entry {
             start,
             len,
+            records,
             ..with_text(State::Series)
         });
         // On a (checked) 64-bit collision the first keeps the slot; the second is still cached
@@ -332,8 +362,7 @@ impl ScrapeCache {
         if !e.was_prev {
             self.added += 1;
         }
-        let (start, end) = (e.start as usize, (e.start + e.len) as usize);
-        batch.push_raw_labels(&self.arena[start..end], value, timestamp_ms);
+        push_series(&self.arena, &self.shared, e, value, timestamp_ms, batch);
         Added::Series
     }
 
@@ -365,8 +394,7 @@ impl ScrapeCache {
             }
             if e.state == State::Series {
                 if e.last + 1 == scrape {
-                    let (start, end) = (e.start as usize, (e.start + e.len) as usize);
-                    batch.push_raw_labels(&self.arena[start..end], stale, timestamp_ms);
+                    push_series(&self.arena, &self.shared, e, stale, timestamp_ms, batch);
                     markers += 1;
                 }
                 self.live_bytes -= e.len as usize;
@@ -432,10 +460,50 @@ impl ScrapeCache {
         let stale = f64::from_bits(STALE_NAN_BITS);
         for e in &self.entries {
             if e.state == State::Series && e.last == self.scrape {
-                let (start, end) = (e.start as usize, (e.start + e.len) as usize);
-                batch.push_raw_labels(&self.arena[start..end], stale, timestamp_ms);
+                push_series(&self.arena, &self.shared, e, stale, timestamp_ms, batch);
             }
         }
+    }
+
+    /// Sets the label fields every series of the target carries (`fields`: encoded
+    /// `TimeSeries.labels` fields, sorted by name as series hold them), which the cache then
+    /// keeps once instead of in each series. A loop calls it before its first scrape; the
+    /// cached series are rewritten when the set differs from the one they were cut against (a
+    /// handed-over cache), so what they stand for never changes. Fails, changing nothing, when
+    /// the rewritten labels would pass 4 GiB.
+    pub fn share_labels(&mut self, fields: &[u8]) -> Result<(), CacheFull> {
+        let shared = SharedLabels::new(fields);
+        if shared == self.shared {
+            return Ok(());
+        }
+        // The new place of every series, applied once all fit.
+        let mut moved: Vec<(u32, u32, u8)> = Vec::with_capacity(self.entries.len());
+        let (mut arena, mut full) = (Vec::with_capacity(self.live_bytes), Vec::new());
+        let mut split = std::mem::take(&mut self.split);
+        for e in &self.entries {
+            if e.state != State::Series {
+                moved.push((e.start, e.len, e.records));
+                continue;
+            }
+            full.clear();
+            let cached = &self.arena[e.start as usize..(e.start + e.len) as usize];
+            self.shared.expand_into(cached, e.records, &mut full);
+            let records = shared.split(&full, &mut split);
+            let start = u32::try_from(arena.len()).map_err(|_| CacheFull)?;
+            let len = u32::try_from(split.len()).map_err(|_| CacheFull)?;
+            start.checked_add(len).ok_or(CacheFull)?;
+            arena.extend_from_slice(&split);
+            moved.push((start, len, records));
+        }
+        for (e, (start, len, records)) in self.entries.iter_mut().zip(moved) {
+            (e.start, e.len, e.records) = (start, len, records);
+        }
+        self.split = split;
+        self.live_bytes = arena.len();
+        self.arena = arena;
+        self.shared = shared;
+        self.by_labels = None;
+        Ok(())
     }
 
     /// What a loop replacing this one (reload, new settings) may keep: the last batch's label
@@ -460,10 +528,38 @@ impl ScrapeCache {
     }
 }
 
+/// Writes the series of entry `e` (a `Series`) into `batch`: its cached labels, expanded with
+/// the shared fields when it has records.
+#[inline]
+fn push_series(
+    arena: &[u8],
+    shared: &SharedLabels,
+    e: &Entry,
+    value: f64,
+    timestamp_ms: i64,
+    batch: &mut WriteRequestEncoder,
+) {
+    let cached = &arena[e.start as usize..(e.start + e.len) as usize];
+    if e.records == 0 {
+        batch.push_raw_labels(cached, value, timestamp_ms);
+    } else if let Some(parts) = shared.one_run(cached, e.records) {
+        batch.push_labels_parts(parts, value, timestamp_ms);
+    } else {
+        batch.push_labels_with(
+            shared.expanded_len(cached, e.records),
+            |out| shared.expand_into(cached, e.records, out),
+            value,
+            timestamp_ms,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::prompb::{Label, decode_write_request, encode_labels_into};
+
+    const RECORD_BYTES: usize = shared::RECORD;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -611,6 +707,57 @@ mod tests {
     }
 
     #[test]
+    fn target_labels_are_kept_once_and_series_are_written_unchanged() {
+        let target = [("instance", "10.1.2.3:9100"), ("job", "node")];
+        let texts: Vec<String> = (0..10).map(|i| format!("m{{cpu=\"{i}\"}}")).collect();
+        let cpus: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        let sets: Vec<[(&str, &str); 4]> = cpus
+            .iter()
+            .map(|cpu| [("__name__", "m"), ("cpu", cpu), target[0], target[1]])
+            .collect();
+        let refs: Vec<(&str, &[(&str, &str)])> = texts
+            .iter()
+            .zip(&sets)
+            .map(|(t, l)| (t.as_str(), &l[..]))
+            .collect();
+        let mut plain = ScrapeCache::default();
+        let mut shared = ScrapeCache::default();
+        shared.share_labels(&labels(&target)).unwrap();
+        for round in 0..2 {
+            let (want, ..) = scrape(&mut plain, &refs, f64::from(round));
+            let (got, ..) = scrape(&mut shared, &refs, f64::from(round));
+            assert_eq!(got, want, "round {round}");
+        }
+        let saved = labels(&target).len() - RECORD_BYTES;
+        assert_eq!(shared.live_bytes, plain.live_bytes - 10 * saved);
+        // Stale markers come from the cached form too.
+        let (got, _, stale) = scrape(&mut shared, &refs[1..], 3.0);
+        assert_eq!(stale, 1);
+        assert_eq!(got[9], (l(refs[0].1), STALE_NAN_BITS));
+    }
+
+    #[test]
+    fn a_handed_over_cache_under_other_target_labels_writes_the_same_series() {
+        let full: &[(&str, &str)] = &[("__name__", "m"), ("instance", "a"), ("job", "node")];
+        let mut cache = ScrapeCache::default();
+        cache
+            .share_labels(&labels(&[("instance", "a"), ("job", "node")]))
+            .unwrap();
+        scrape(&mut cache, &[("m", full)], 1.0);
+        let mut cache = cache.hand_over();
+        cache
+            .share_labels(&labels(&[("job", "node"), ("zone", "z")]))
+            .unwrap();
+        // The old series is still known by its labels: not added, and stale when gone.
+        let (batch, added, stale) = scrape(&mut cache, &[("m", full)], 2.0);
+        assert_eq!((added, stale), (0, 0));
+        assert_eq!(batch, vec![(l(full), 2f64.to_bits())]);
+        let (batch, _, stale) = scrape(&mut cache, &[], 3.0);
+        assert_eq!(stale, 1);
+        assert_eq!(batch, vec![(l(full), STALE_NAN_BITS)]);
+    }
+
+    #[test]
     fn an_entry_takes_32_bytes() {
         // The per-series memory the module documentation states.
         assert_eq!(std::mem::size_of::<Entry>(), 32);
@@ -723,10 +870,29 @@ mod tests {
         /// Text `i` of the universe: its labels (texts 6 and 7 share 0's and 1's; 8 and 9 are
         /// dropped by relabeling).
         fn labels_of(i: u8) -> Option<Vec<u8>> {
+            let job = if i.is_multiple_of(3) { "other" } else { "node" };
             match i {
                 8 | 9 => None,
-                6 | 7 => Some(labels(&[("__name__", "m"), ("i", &(i - 6).to_string())])),
-                _ => Some(labels(&[("__name__", "m"), ("i", &i.to_string())])),
+                6 | 7 => Some(labels(&[
+                    ("__name__", "m"),
+                    ("i", &(i - 6).to_string()),
+                    ("job", "node"),
+                ])),
+                _ => Some(labels(&[
+                    ("__name__", "m"),
+                    ("i", &i.to_string()),
+                    ("job", job),
+                ])),
+            }
+        }
+
+        /// Shared fields a loop may give its cache: none, some series' fields, or none of them.
+        fn shared_set(choice: u8) -> Vec<u8> {
+            match choice % 4 {
+                0 => Vec::new(),
+                1 => labels(&[("job", "node")]),
+                2 => labels(&[("i", "1"), ("job", "node")]),
+                _ => labels(&[("instance", "x")]),
             }
         }
 
@@ -738,15 +904,18 @@ mod tests {
             #[test]
             fn cache_behaves_like_a_set_of_label_sets(
                 scrapes in prop::collection::vec(
-                    (prop::collection::vec(0u8..10, 0..14), any::<bool>(), any::<bool>()),
+                    (prop::collection::vec(0u8..10, 0..14), any::<bool>(), any::<bool>(), any::<u8>()),
                     1..12,
                 ),
+                first_shared in any::<u8>(),
             ) {
                 let mut cache = ScrapeCache::default();
+                cache.share_labels(&shared_set(first_shared)).unwrap();
                 let mut prev: BTreeSet<Vec<u8>> = BTreeSet::new();
-                for (round, (texts, fail, hand_over)) in scrapes.into_iter().enumerate() {
+                for (round, (texts, fail, hand_over, shared)) in scrapes.into_iter().enumerate() {
                     if hand_over {
                         cache = cache.hand_over();
+                        cache.share_labels(&shared_set(shared)).unwrap();
                     }
                     let fail = fail && round % 3 == 2;
                     let mut batch = WriteRequestEncoder::new();
