@@ -162,17 +162,14 @@ impl WriteRequestEncoder {
     #[inline]
     pub fn push_labels_parts(&mut self, parts: [&[u8]; 3], value: f64, timestamp_ms: i64) {
         let labels_len = parts[0].len() + parts[1].len() + parts[2].len();
-        let s_len = sample_len(timestamp_ms);
-        let series_len = labels_len + 1 + varint_len(s_len as u64) + s_len;
-        let b = &mut self.buf;
-        b.reserve(series_len + 11);
-        b.push(0x0a);
-        put_varint(b, series_len as u64);
-        for part in parts {
-            b.extend_from_slice(part);
-        }
-        put_sample(b, value, timestamp_ms, s_len);
-        self.series += 1;
+        let write = |b: &mut Vec<u8>| {
+            // One reservation for the pieces and the sample after them (at most 24 bytes).
+            b.reserve(labels_len + 24);
+            for part in parts {
+                b.extend_from_slice(part);
+            }
+        };
+        self.push_labels_with(labels_len, write, value, timestamp_ms);
     }
 
     /// Cuts the buffer back to `len` bytes holding `series` series (undoing later pushes).
