@@ -21,6 +21,11 @@ pub(super) enum RegexError {
     /// The anchored pattern does not parse.
     #[error("{0}")]
     Syntax(Box<ast::Error>),
+    /// A repetition operator applied straight to another (`a**`, `a+?*`, `a{2}{3}`): Go's
+    /// Perl syntax refuses it ("invalid nested repetition operator"), the `regex` crate would
+    /// accept it, and a long run of them nests the compiler's recursion once per operator.
+    #[error("invalid nested repetition operator: `{0}`")]
+    NestedRepetition(String),
     /// The pattern parses but the regex engine refuses it (too large once compiled, ...).
     #[error("{0}")]
     Build(#[from] regex::Error),
@@ -41,6 +46,8 @@ fn ascii_perl_classes(pattern: &str) -> Result<String, RegexError> {
         .build()
         .parse(pattern)
         .map_err(|e| RegexError::Syntax(Box::new(e)))?;
+    ast::visit(&parsed, NestedRepetitionFinder)
+        .map_err(|span| RegexError::NestedRepetition(pattern[span].to_owned()))?;
     let edits = ast::visit(&parsed, PerlClassFinder::default()).unwrap_or_default();
     if edits.is_empty() {
         return Ok(pattern.to_owned());
@@ -54,6 +61,28 @@ fn ascii_perl_classes(pattern: &str) -> Result<String, RegexError> {
     }
     out.push_str(&pattern[pos..]);
     Ok(out)
+}
+
+/// Finds the first repetition operator whose operand is itself a repetition, as Go's parser
+/// does; its error is the byte range from the inner operator to the end of the outer one.
+struct NestedRepetitionFinder;
+
+impl ast::Visitor for NestedRepetitionFinder {
+    type Output = ();
+    type Err = std::ops::Range<usize>;
+
+    fn finish(self) -> Result<(), Self::Err> {
+        Ok(())
+    }
+
+    fn visit_pre(&mut self, node: &Ast) -> Result<(), Self::Err> {
+        if let Ast::Repetition(outer) = node
+            && let Ast::Repetition(inner) = &*outer.ast
+        {
+            return Err(inner.op.span.start.offset..outer.op.span.end.offset);
+        }
+        Ok(())
+    }
 }
 
 /// Collects `(start, end, replacement)` for each Perl class or word boundary, in pattern order.
@@ -384,6 +413,39 @@ mod tests {
         // to ^(?s:a)|(b)$ and matches a string that merely starts with "a".
         let odd = compile_anchored("a)|(b").expect("compiles");
         assert!(odd.is_match("abc"));
+    }
+
+    #[test]
+    fn nested_repetition_operators_are_refused_as_in_go() {
+        // Each message is Go's `regexp.Compile` error for the same pattern.
+        let cases = [
+            ("a**", "`**`"),
+            ("a+?*", "`+?*`"),
+            ("a{2}{3}", "`{2}{3}`"),
+            ("x(ab)*?+", "`*?+`"),
+        ];
+        for (pattern, operator) in cases {
+            let err = compile_anchored(pattern).expect_err(pattern).to_string();
+            assert_eq!(
+                err,
+                format!("invalid nested repetition operator: {operator}"),
+                "{pattern}"
+            );
+        }
+        for accepted in ["a*?", "(a*)*", "(?:a+)?", "a{2}?", "[*]*", r"\**"] {
+            assert!(compile_anchored(accepted).is_ok(), "{accepted}");
+        }
+    }
+
+    #[test]
+    fn a_long_run_of_repetition_operators_is_an_error_not_a_stack_overflow() {
+        // Found by the relabel fuzz target: 200 stacked operators overflowed a debug test
+        // thread's stack in the regex compiler's recursion.
+        let pattern = format!("(web)-{}x", "*".repeat(200));
+        assert!(matches!(
+            compile_anchored(&pattern),
+            Err(RegexError::NestedRepetition(_))
+        ));
     }
 
     #[test]
