@@ -40,15 +40,8 @@ pub(super) async fn read_head(
     answered: bool,
 ) -> Result<Head, Error> {
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => return head_of(&resp, len),
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return Err(Error::Head(format!("more than {MAX_HEADERS} headers")));
-            }
-            Err(e) => return Err(Error::Head(e.to_string())),
+        if let Some(head) = parse_head(buf)? {
+            return Ok(head);
         }
         if buf.len() >= MAX_HEAD_BYTES {
             return Err(Error::Head(format!(
@@ -67,6 +60,22 @@ pub(super) async fn read_head(
             Err(e) if first && is_closed(&e) => return Err(Error::Unanswered(e.to_string())),
             Err(e) => return Err(Error::Read(e)),
         }
+    }
+}
+
+/// The head at the start of `buf` if it is complete. A function of its own, not inline in
+/// [`read_head`]'s loop: there the header array (`MAX_HEADERS` x 32 bytes) would be kept across
+/// the read's `.await`, in every scrape loop's task (3.7 of its 4.9 KB).
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, Error> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => head_of(&resp, len).map(Some),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(Error::Head(format!("more than {MAX_HEADERS} headers")))
+        }
+        Err(e) => Err(Error::Head(e.to_string())),
     }
 }
 
