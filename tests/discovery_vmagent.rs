@@ -104,7 +104,7 @@ async fn promrelay_view(
             let discovered: Labels = target
                 .discovered_labels
                 .iter()
-                .map(|l| (l.name.clone(), l.value.clone()))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect();
             let address = discovered["__address__"].clone();
             mine.insert(address.clone());

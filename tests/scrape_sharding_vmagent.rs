@@ -103,9 +103,8 @@ fn promrelay_assignment(
                 for target in set.active {
                     let address = target
                         .discovered_labels
-                        .iter()
-                        .find(|l| l.name == "__address__")
-                        .map(|l| l.value.clone())
+                        .get("__address__")
+                        .map(str::to_owned)
                         .expect("a target has an address");
                     mine.insert((job.job_name.clone(), address));
                 }

@@ -26,15 +26,15 @@ document.getElementById('filter').addEventListener('input', function (e) {
 );
 
 /// `a="1", b="2"`, as plain text (the template escapes it where it goes).
-fn labels_text(labels: &[Label]) -> String {
+fn labels_text<'a>(labels: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
-    for (i, l) in labels.iter().enumerate() {
+    for (i, (name, value)) in labels.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push_str(&l.name);
+        out.push_str(name);
         out.push_str("=\"");
-        out.push_str(&l.value);
+        out.push_str(value);
         out.push('"');
     }
     out
@@ -135,7 +135,7 @@ fn targets(view: &TargetsView, now_ms: u64) -> Markup {
                     thead { tr { th { "Job" } th { "Discovered labels" } th { "Reason" } } }
                     tbody {
                         @for d in &view.dropped {
-                            @let labels = labels_text(&d.discovered_labels);
+                            @let labels = labels_text(d.discovered_labels.iter());
                             @let reason = d.reason.to_string();
                             tr data-text=(filter_text(&[&labels, &reason])) {
                                 td { (d.job) }
@@ -152,7 +152,7 @@ fn targets(view: &TargetsView, now_ms: u64) -> Markup {
 
 /// One active target's row.
 fn target_row(labels: &[Label], url: &Url, h: &TargetHealth, now_ms: u64) -> Markup {
-    let labels = labels_text(labels);
+    let labels = labels_text(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
     let (class, word) = match h.health {
         Health::Up => ("ok", "up"),
         Health::Down => ("dropping", "down"),
@@ -242,7 +242,7 @@ mod tests {
             active: Vec::new(),
             dropped: vec![DroppedTarget {
                 job: HOSTILE.to_owned(),
-                discovered_labels: vec![label("__address__", HOSTILE)],
+                discovered_labels: vec![label("__address__", HOSTILE)].into(),
                 reason: DropReason::Relabeling,
             }],
             dropped_total: [(HOSTILE.to_owned(), 1)].into(),
@@ -262,7 +262,7 @@ mod tests {
             active: Vec::new(),
             dropped: vec![DroppedTarget {
                 job: "pods".to_owned(),
-                discovered_labels: vec![label("__address__", "10.0.0.1:9100")],
+                discovered_labels: vec![label("__address__", "10.0.0.1:9100")].into(),
                 reason: DropReason::Relabeling,
             }],
             dropped_total: [("pods".to_owned(), 900)].into(),

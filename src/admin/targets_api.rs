@@ -89,10 +89,10 @@ impl Serialize for Api<'_, ActiveTarget> {
             .clone();
         let t = &self.0.target;
         let mut map = serializer.serialize_map(Some(12))?;
-        map.serialize_entry("discoveredLabels", &Labels(&t.discovered_labels))?;
+        map.serialize_entry("discoveredLabels", &Labels(t.discovered_labels.iter()))?;
         map.serialize_entry("globalUrl", t.scrape_url.as_str())?;
         map.serialize_entry("health", &h.health)?;
-        map.serialize_entry("labels", &Labels(&t.labels))?;
+        map.serialize_entry("labels", &Labels(pairs(&t.labels)))?;
         map.serialize_entry("lastError", &h.last_error)?;
         map.serialize_entry("lastSamples", &h.last_samples)?;
         map.serialize_entry("lastScrape", &rfc3339(h.last_scrape_unix_ms))?;
@@ -109,7 +109,7 @@ impl Serialize for Api<'_, DroppedTarget> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let d = self.0;
         let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("discoveredLabels", &Labels(&d.discovered_labels))?;
+        map.serialize_entry("discoveredLabels", &Labels(d.discovered_labels.iter()))?;
         map.serialize_entry("reason", &d.reason.to_string())?;
         map.serialize_entry("scrapePool", &d.job)?;
         map.end()
@@ -118,21 +118,32 @@ impl Serialize for Api<'_, DroppedTarget> {
 
 /// Labels as a JSON object, keys sorted (as Prometheus' and the earlier `Value` map wrote
 /// them); a later label of a repeated name wins, as in a map.
-struct Labels<'a>(&'a [Label]);
+struct Labels<I>(I);
 
-impl Serialize for Labels<'_> {
+impl<'a, I> Serialize for Labels<I>
+where
+    I: Iterator<Item = (&'a str, &'a str)> + Clone,
+{
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let sorted_unique = self.0.windows(2).all(|w| w[0].name < w[1].name);
-        if sorted_unique {
-            return serializer.collect_map(self.0.iter().map(|l| (&l.name, &l.value)));
+        let mut names = self.0.clone().map(|(n, _)| n);
+        let mut sorted_unique = true;
+        if let Some(mut last) = names.next() {
+            for n in names {
+                sorted_unique &= last < n;
+                last = n;
+            }
         }
-        let map: std::collections::BTreeMap<&str, &str> = self
-            .0
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
+        if sorted_unique {
+            return serializer.collect_map(self.0.clone());
+        }
+        let map: std::collections::BTreeMap<&str, &str> = self.0.clone().collect();
         serializer.collect_map(map)
     }
+}
+
+/// [`Labels`] of a `Label` slice.
+fn pairs(labels: &[Label]) -> impl Iterator<Item = (&str, &str)> + Clone {
+    labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))
 }
 
 fn rfc3339(unix_ms: Option<u64>) -> String {
@@ -179,7 +190,8 @@ mod tests {
             active: Vec::new(),
             dropped: vec![DroppedTarget {
                 job: "pods".to_owned(),
-                discovered_labels: vec![label("__address__", "10.0.0.1:9100"), label("a", "\"")],
+                discovered_labels: vec![label("__address__", "10.0.0.1:9100"), label("a", "\"")]
+                    .into(),
                 reason: DropReason::Relabeling,
             }],
             dropped_total: [("pods".to_owned(), 900)].into(),
@@ -194,7 +206,7 @@ mod tests {
     #[test]
     fn labels_out_of_order_are_written_sorted_with_the_last_of_a_name() {
         let labels = [label("b", "1"), label("a", "2"), label("b", "3")];
-        let text = serde_json::to_string(&Labels(&labels)).expect("serializes");
+        let text = serde_json::to_string(&Labels(pairs(&labels))).expect("serializes");
         assert_eq!(text, r#"{"a":"2","b":"3"}"#);
     }
 }

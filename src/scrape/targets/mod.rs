@@ -41,6 +41,8 @@
 //! # Must not
 //! Read files or the network; it works on what discovery found.
 
+mod compact;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -56,6 +58,7 @@ use crate::config::{
 };
 use crate::prompb::Label;
 use crate::relabel;
+pub use compact::CompactLabels;
 
 /// A target this instance scrapes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +68,7 @@ pub struct Target {
     /// The labels every scraped series of this target gets, sorted by name.
     pub labels: Vec<Label>,
     /// The labels before relabeling (meta labels included), for the targets page.
-    pub discovered_labels: Vec<Label>,
+    pub discovered_labels: CompactLabels,
     /// What is fetched: scheme, address with port, path, and the query parameters.
     pub scrape_url: Url,
     /// Time between scrapes.
@@ -97,7 +100,7 @@ pub struct DroppedTarget {
     /// The job's `job_name`.
     pub job: String,
     /// The labels before relabeling.
-    pub discovered_labels: Vec<Label>,
+    pub discovered_labels: CompactLabels,
     /// Why it is not scraped here.
     pub reason: DropReason,
 }
@@ -225,7 +228,7 @@ pub fn build_targets_listing<'g>(
                     if set.dropped.len() < list_dropped {
                         set.dropped.push(DroppedTarget {
                             job: job.job_name.clone(),
-                            discovered_labels,
+                            discovered_labels: CompactLabels::new(&discovered_labels),
                             reason,
                         });
                     }
@@ -268,7 +271,7 @@ impl Context<'_> {
             Ok(parts) => Ok(Target {
                 job: self.job.job_name.clone(),
                 labels: parts.labels,
-                discovered_labels: discovered,
+                discovered_labels: CompactLabels::new(&discovered),
                 scrape_url: parts.scrape_url,
                 interval: parts.interval,
                 timeout: parts.timeout,

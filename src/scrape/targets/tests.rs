@@ -84,7 +84,7 @@ fn populate_labels_matches_prometheus_for_params_and_instance() {
     assert!(set.dropped.is_empty(), "{:?}", set.dropped);
     let t = &set.active[0];
     assert_eq!(
-        t.discovered_labels,
+        t.discovered_labels.to_vec(),
         labels(&[
             ("__address__", "exporter:9115"),
             ("__metrics_path__", "/probe"),
@@ -171,11 +171,8 @@ fn relabel_drop_keeps_discovered_labels_and_a_reason() {
     assert_eq!(set.dropped.len(), 1);
     let d = &set.dropped[0];
     assert_eq!(d.reason, DropReason::Relabeling);
-    assert!(d.discovered_labels.contains(&Label::new("env", "dev")));
-    assert!(
-        d.discovered_labels
-            .contains(&Label::new("__address__", "a:1"))
-    );
+    assert_eq!(d.discovered_labels.get("env"), Some("dev"));
+    assert_eq!(d.discovered_labels.get("__address__"), Some("a:1"));
 }
 
 #[test]
@@ -192,7 +189,7 @@ fn dropped_targets_past_the_listing_limit_are_counted_not_kept() {
     let listed: Vec<Option<&str>> = set
         .dropped
         .iter()
-        .map(|d| get(&d.discovered_labels, "__address__"))
+        .map(|d| d.discovered_labels.get("__address__"))
         .collect();
     assert_eq!(listed, [Some("a:1"), Some("a:2")]);
     assert_eq!(
@@ -354,9 +351,5 @@ fn shard_key_is_vmagent_labels_after_relabeling_without_meta_labels() {
     let set = build_targets(&j, &[g], &global, &single());
     let t = &set.active[0];
     assert_eq!(t.label("dc"), None);
-    assert!(
-        t.discovered_labels
-            .iter()
-            .all(|l| l.name != "__vm_filepath")
-    );
+    assert_eq!(t.discovered_labels.get("__vm_filepath"), None);
 }
