@@ -829,6 +829,33 @@ fn fixture_web_pod() -> Value {
 }
 
 #[test]
+fn publications_share_a_pods_labels_instead_of_rebuilding_them() {
+    let mut stores = Stores::default();
+    put::<Pod>(&mut stores, fixture_web_pod());
+    let first = stores.groups(KubernetesRole::Pod);
+    let second = stores.groups(KubernetesRole::Pod);
+    assert!(first.len() > 1, "the fixture pod has several targets");
+    let common = |g: &TargetGroup| Arc::clone(g.common.as_ref().expect("pod groups share labels"));
+    let shared = common(&first[0]);
+    assert_eq!(
+        shared
+            .get("__meta_kubernetes_namespace")
+            .map(String::as_str),
+        Some("default")
+    );
+    for (a, b) in first.iter().zip(&second) {
+        assert!(
+            Arc::ptr_eq(&common(a), &shared),
+            "one map for all the pod's targets"
+        );
+        assert!(
+            Arc::ptr_eq(&common(b), &shared),
+            "and for every publication"
+        );
+    }
+}
+
+#[test]
 fn a_thousand_pods_keep_a_fraction_of_their_objects_in_memory() {
     const PODS: usize = 1000;
     let template = fixture_web_pod();
