@@ -4,20 +4,12 @@
 //! relabel compiler. Stacked repetition operators (`a**`) were found by the relabel fuzz target:
 //! the `regex` crate accepts them, and a long run of them overflowed a thread's stack.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
+use common::peer_binary;
 use promrelay::relabel::{self, RelabelConfig};
-
-fn vmagent() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".peers/bin/vmagent");
-    assert!(
-        path.exists(),
-        "peer binary {} is missing: run scripts/fetch-peers.sh",
-        path.display()
-    );
-    path
-}
 
 fn rule(regex: &str) -> String {
     format!("- source_labels: [a]\n  regex: '{regex}'\n  target_label: b\n")
@@ -32,7 +24,7 @@ fn vmagent_error(regex: &str) -> Option<String> {
         "scrape_configs:\n  - job_name: x\n    static_configs: [{{targets: [\"127.0.0.1:1\"]}}]\n    relabel_configs:\n      {rules}\n"
     );
     std::fs::write(&config, text).expect("write the config");
-    let out = Command::new(vmagent())
+    let out = Command::new(peer_binary("vmagent"))
         .arg(format!("-promscrape.config={}", config.display()))
         .arg("-dryRun")
         .arg("-remoteWrite.url=http://127.0.0.1:1/api/v1/write")

@@ -324,7 +324,7 @@ pub trait FromPeer {
 }
 
 /// `.peers/bin/<name>`, or a panic that says how to get it.
-fn peer_binary(name: &str) -> PathBuf {
+pub fn peer_binary(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(".peers/bin")
         .join(name);

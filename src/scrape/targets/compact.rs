@@ -79,12 +79,6 @@ impl CompactLabels {
     }
 }
 
-impl From<&[Label]> for CompactLabels {
-    fn from(labels: &[Label]) -> CompactLabels {
-        CompactLabels::new(labels)
-    }
-}
-
 impl From<Vec<Label>> for CompactLabels {
     fn from(labels: Vec<Label>) -> CompactLabels {
         CompactLabels::new(&labels)
@@ -130,9 +124,9 @@ mod tests {
         #[test]
         fn any_labels_round_trip(pairs in proptest::collection::vec((".{0,12}", ".{0,12}"), 0..20)) {
             let labels: Vec<Label> = pairs.iter().map(|(n, v)| Label::new(n, v)).collect();
-            let compact = CompactLabels::from(labels.as_slice());
+            let compact = CompactLabels::new(&labels);
             prop_assert_eq!(compact.to_vec(), labels.clone());
-            prop_assert_eq!(compact == CompactLabels::new(&labels), true);
+            prop_assert_eq!(compact, CompactLabels::from(labels.clone()));
         }
     }
 }
