@@ -152,7 +152,7 @@ fn targets(view: &TargetsView, now_ms: u64) -> Markup {
 
 /// One active target's row.
 fn target_row(labels: &[Label], url: &Url, h: &TargetHealth, now_ms: u64) -> Markup {
-    let labels = labels_text(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+    let labels = labels_text(labels.iter().map(Label::as_pair));
     let (class, word) = match h.health {
         Health::Up => ("ok", "up"),
         Health::Down => ("dropping", "down"),

@@ -143,7 +143,7 @@ where
 
 /// [`Labels`] of a `Label` slice.
 fn pairs(labels: &[Label]) -> impl Iterator<Item = (&str, &str)> + Clone {
-    labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+    labels.iter().map(Label::as_pair)
 }
 
 fn rfc3339(unix_ms: Option<u64>) -> String {

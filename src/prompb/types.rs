@@ -45,6 +45,11 @@ impl Label {
             value: value.into(),
         }
     }
+
+    /// The label as `(name, value)`.
+    pub fn as_pair(&self) -> (&str, &str) {
+        (&self.name, &self.value)
+    }
 }
 
 /// `prometheus.Sample`: a float value at a millisecond Unix timestamp.

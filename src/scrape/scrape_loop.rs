@@ -295,7 +295,7 @@ fn shared_fields(target: &Target, job: &JobRuntime) -> Vec<u8> {
         .labels
         .iter()
         .chain(&job.external_labels)
-        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .map(Label::as_pair)
         .collect();
     pairs.sort_by(|a, b| a.0.cmp(b.0));
     let mut fields = Vec::new();

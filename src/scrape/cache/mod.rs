@@ -952,7 +952,7 @@ mod tests {
                         .iter()
                         .map(|t| {
                             let pairs: Vec<(&str, &str)> =
-                                t.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+                                t.labels.iter().map(Label::as_pair).collect();
                             labels(&pairs)
                         })
                         .collect();
