@@ -117,6 +117,60 @@ fn non_ascii_utf8_labels_are_accepted() {
     assert_eq!(accepted(&request_with_series(&series)).series, 1);
 }
 
+/// Ten ASCII labels as one series' labels, the `i`-th value replaced by `value`.
+fn run_of_labels_with(i: usize, value: &[u8]) -> Vec<u8> {
+    (0..10)
+        .map(|j| {
+            let name = format!("label_{j}");
+            let v = if j == i {
+                value.to_vec()
+            } else {
+                format!("value-{j}").into_bytes()
+            };
+            len_field(1, &label(name.as_bytes(), &v))
+        })
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+#[test]
+fn a_run_of_ascii_labels_then_a_sample_is_accepted() {
+    let series = [run_of_labels_with(0, b"a"), len_field(2, &sample(1.0, 5))].concat();
+    let summary = accepted(&request_with_series(&series));
+    assert_eq!((summary.series, summary.samples), (1, 1));
+}
+
+#[test]
+fn a_non_ascii_label_late_in_a_run_is_accepted() {
+    let series = run_of_labels_with(7, "größe 😀".as_bytes());
+    assert_eq!(accepted(&request_with_series(&series)).series, 1);
+}
+
+#[test]
+fn invalid_utf8_in_the_middle_of_a_run_is_rejected_at_its_offset() {
+    let series = run_of_labels_with(5, &[b'a', 0xff]);
+    let req = request_with_series(&series);
+    let at = req.windows(2).position(|w| w == [b'a', 0xff]).unwrap();
+    assert_eq!(
+        rejected(&req),
+        WireError::InvalidUtf8 {
+            offset: at,
+            field: "Label.value"
+        }
+    );
+}
+
+#[test]
+fn a_label_whose_inner_lengths_disagree_with_its_own_is_judged_field_by_field() {
+    // `0a 07 0a 01 n 12 01 v 00`: a trailing byte after the value, field number 0 there.
+    let bad = [0x0a, 0x07, 0x0a, 0x01, b'n', 0x12, 0x01, b'v', 0x00];
+    let series = [run_of_labels_with(0, b"a"), bad.to_vec()].concat();
+    assert!(matches!(
+        rejected(&request_with_series(&series)),
+        WireError::InvalidFieldNumber { .. }
+    ));
+}
+
 #[test]
 fn label_longer_than_127_bytes_is_accepted() {
     let long = vec![b'v'; 300];
