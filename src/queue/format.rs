@@ -75,17 +75,32 @@ pub fn decode_chunk_header(h: &[u8]) -> Option<ChunkHeader> {
 ///
 /// Layout: magic u32 | payload length u32 | item count u32 | written-at Unix ms u64 | CRC-32 u32 |
 /// payload. The CRC covers the chunk sequence (so a frame copied into another file is invalid),
-/// the first 20 header bytes and the payload.
+/// the first 20 header bytes and the payload. (The queue itself writes [`frame_header`] and the
+/// payload apart; tests and tools build whole frames here.)
+#[cfg(test)]
 pub fn encode_frame(out: &mut Vec<u8>, seq: u64, payload: &[u8], count: u32, written_unix_ms: u64) {
     out.clear();
     out.reserve(FRAME_HEADER_LEN + payload.len());
-    out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&written_unix_ms.to_le_bytes());
-    let crc = frame_crc(seq, &out[0..20], payload);
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&frame_header(seq, payload, count, written_unix_ms));
     out.extend_from_slice(payload);
+}
+
+/// The header [`encode_frame`] writes before `payload`, on its own: the queue writes it and the
+/// payload as two pieces rather than copy the payload behind it.
+pub fn frame_header(
+    seq: u64,
+    payload: &[u8],
+    count: u32,
+    written_unix_ms: u64,
+) -> [u8; FRAME_HEADER_LEN] {
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&count.to_le_bytes());
+    h[12..20].copy_from_slice(&written_unix_ms.to_le_bytes());
+    let crc = frame_crc(seq, &h[0..20], payload);
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
 fn frame_crc(seq: u64, header20: &[u8], payload: &[u8]) -> u32 {

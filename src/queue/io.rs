@@ -14,7 +14,7 @@
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Read, Seek};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -172,6 +172,27 @@ impl Io {
         file.read_exact_at(buf, offset)
     }
 
+    /// `len` bytes from `offset` on, into a new `Vec` that is not zero-filled first (the file's
+    /// own cursor is moved: only for a handle no one else reads through). A file that ends
+    /// before is an `UnexpectedEof` error.
+    pub(crate) fn read_vec_at(
+        &self,
+        file: &File,
+        path: &Path,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<Vec<u8>> {
+        self.check(Op::Read, path)?;
+        let mut reader = file;
+        reader.seek(io::SeekFrom::Start(offset))?;
+        let mut out = Vec::with_capacity(len);
+        reader.take(len as u64).read_to_end(&mut out)?;
+        if out.len() < len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(out)
+    }
+
     /// The whole content of a small file.
     pub(crate) fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.check(Op::Open, path)?;
@@ -179,24 +200,38 @@ impl Io {
         std::fs::read(path)
     }
 
+    /// Writes `parts` one after another from `offset` on. A torn write injected here does the
+    /// first bytes of the whole, across the parts.
     pub(crate) fn write_all_at(
         &self,
         file: &File,
         path: &Path,
         offset: u64,
-        data: &[u8],
+        parts: &[&[u8]],
     ) -> io::Result<()> {
         if let Some(f) = &self.faults {
             if let Some(err) = f.check(Op::Write, path) {
                 return Err(err);
             }
-            if let Some((n, err)) = f.before_write(path, data.len()) {
-                let n = n.min(data.len());
-                file.write_all_at(&data[..n], offset)?;
+            let len = parts.iter().map(|p| p.len()).sum();
+            if let Some((n, err)) = f.before_write(path, len) {
+                let mut left = n.min(len);
+                let mut at = offset;
+                for part in parts {
+                    let k = left.min(part.len());
+                    file.write_all_at(&part[..k], at)?;
+                    at += k as u64;
+                    left -= k;
+                }
                 return Err(err);
             }
         }
-        file.write_all_at(data, offset)
+        let mut at = offset;
+        for part in parts {
+            file.write_all_at(part, at)?;
+            at += part.len() as u64;
+        }
+        Ok(())
     }
 
     pub(crate) fn set_len(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
@@ -242,7 +277,7 @@ impl Io {
             Err(e) if is_no_space(&e) && self.exists(path).unwrap_or(false) => {
                 let _ = self.remove_file(&path.with_extension("tmp"));
                 let file = self.open(path, true)?;
-                self.write_all_at(&file, path, 0, data)?;
+                self.write_all_at(&file, path, 0, &[data])?;
                 if durable {
                     self.sync(&file, path)?;
                 }
@@ -262,7 +297,7 @@ impl Io {
         let tmp = path.with_extension("tmp");
         self.check(Op::Create, &tmp)?;
         let file = File::create(&tmp)?;
-        self.write_all_at(&file, &tmp, 0, data)?;
+        self.write_all_at(&file, &tmp, 0, &[data])?;
         if durable {
             self.sync(&file, &tmp)?;
         }

@@ -227,8 +227,10 @@ fn read_frame(
     let Some(header) = format::decode_frame_header(&h, max_block, end - offset) else {
         return Ok(None);
     };
-    let mut payload = vec![0u8; header.len as usize];
-    io.read_exact_at(file, path, &mut payload, offset + FRAME_HEADER_LEN as u64)?;
+    // Read into fresh memory without zero-filling it first: the memset of a push-sized buffer
+    // was 2% of the relay's CPU. The reader's file handle is its own (`Reader::file`).
+    let payload_at = offset + FRAME_HEADER_LEN as u64;
+    let payload = io.read_vec_at(file, path, header.len as usize, payload_at)?;
     if !format::frame_crc_ok(chunk, &h, &payload) {
         return Ok(None);
     }

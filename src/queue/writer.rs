@@ -31,7 +31,6 @@ pub(super) struct Writer {
     /// [`Inner::give_back_acked_head`]): set at open when the head holds blocks, and when an
     /// append finds the disk full.
     pub(super) give_back: bool,
-    pub(super) buf: Vec<u8>,
 }
 
 impl Writer {
@@ -45,7 +44,6 @@ impl Writer {
             appends: 0,
             needs_truncate: false,
             give_back: offset > CHUNK_HEADER_LEN,
-            buf: Vec::new(),
         }
     }
 
@@ -101,10 +99,10 @@ impl Inner {
         }
         let chunk = w.chunk;
         let offset = w.offset;
-        let mut buf = std::mem::take(&mut w.buf);
-        format::encode_frame(&mut buf, chunk, payload, count, now_ms());
-        let res = self.io.write_all_at(&file, &w.path, offset, &buf);
-        w.buf = buf;
+        // Header and payload go to the file as two pieces: copying a payload of up to a few
+        // MB behind its header cost more than the second write (2.4% of the relay's CPU).
+        let header = format::frame_header(chunk, payload, count, now_ms());
+        let res = self.io.write_all_at(&file, &w.path, offset, &[&header, payload]);
         if let Err(e) = res {
             // Cut the torn bytes off so nothing half-written is ever read; if even that fails,
             // the next append tries again before writing.
@@ -342,7 +340,7 @@ pub(super) fn create_chunk(
     .map_err(io_err("create", &path))?;
     let header = format::encode_chunk_header(chunk, now_ms());
     let written = io
-        .write_all_at(&file, &path, 0, &header)
+        .write_all_at(&file, &path, 0, &[&header])
         .map_err(io_err("write", &path))
         .and_then(|()| {
             if sync != SyncPolicy::Never {
