@@ -102,7 +102,9 @@ impl Inner {
         // Header and payload go to the file as two pieces: copying a payload of up to a few
         // MB behind its header cost more than the second write (2.4% of the relay's CPU).
         let header = format::frame_header(chunk, payload, count, now_ms());
-        let res = self.io.write_all_at(&file, &w.path, offset, &[&header, payload]);
+        let res = self
+            .io
+            .write_all_at(&file, &w.path, offset, &[&header, payload]);
         if let Err(e) = res {
             // Cut the torn bytes off so nothing half-written is ever read; if even that fails,
             // the next append tries again before writing.
