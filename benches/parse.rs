@@ -5,7 +5,8 @@
 //! Each iteration does what a scrape loop does: parses every entry and reads every label pair.
 //! Two groups measure the same work: `parse_bytes` in MB/s of body, `parse_samples` in samples/s.
 //! `scrape_batch` measures the whole of a scrape's CPU work on a body (parse, labels through the
-//! scrape cache, encode, compress), in samples/s. Its caches keep the target labels once, as a
+//! scrape cache, encode, compress), in samples/s; `200_bodies_compressed` takes 200 targets' own
+//! bodies and caches in turn, as the scraper's memory sees them. Its caches keep the target labels once, as a
 //! loop's do; `SCRAPE_UNSHARED=1` keeps them in every series instead, to measure what that costs.
 
 use std::fmt::Write as _;
@@ -279,6 +280,42 @@ fn scrape_batch(c: &mut Criterion) {
             b.iter(|| {
                 next = (next + 1) % caches.len();
                 run(&mut caches[next], true)
+            })
+        });
+        // As the scraper meets them: 200 targets, each with its own body in its own memory
+        // (22 MB of bodies, past the L2 cache) and its own cache, scraped in turn.
+        let bodies: Vec<Vec<u8>> = (0..200).map(|_| body.to_vec()).collect();
+        let mut caches: Vec<ScrapeCache> = (0..200).map(|_| new_cache()).collect();
+        let mut one_of = |i: usize, compress: bool| {
+            let cache = &mut caches[i];
+            cache.begin();
+            build_batch(
+                &bodies[i],
+                Format::PrometheusText,
+                &opts,
+                limits,
+                1,
+                cache,
+                &mut batch,
+            )
+            .expect("benchmark input scrapes");
+            cache.finish(&mut batch, 1);
+            let n = if compress {
+                promrelay::prompb::compress(batch.as_bytes()).len()
+            } else {
+                batch.as_bytes().len()
+            };
+            batch.clear();
+            n
+        };
+        for i in 0..bodies.len() {
+            one_of(i, false);
+        }
+        let mut next = 0;
+        group.bench_function(format!("{name}/200_bodies_compressed"), |b| {
+            b.iter(|| {
+                next = (next + 1) % bodies.len();
+                one_of(next, true)
             })
         });
     }
