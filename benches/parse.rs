@@ -239,7 +239,7 @@ fn scrape_batch(c: &mut Criterion) {
             Format::PrometheusText,
         )));
         let mut batch = WriteRequestEncoder::new();
-        let mut run = |cache: &mut ScrapeCache, compress: bool| {
+        let mut scrape_body = |body: &[u8], cache: &mut ScrapeCache, compress: bool| {
             cache.begin();
             build_batch(
                 body,
@@ -260,6 +260,7 @@ fn scrape_batch(c: &mut Criterion) {
             batch.clear();
             n
         };
+        let mut run = |cache: &mut ScrapeCache, compress: bool| scrape_body(body, cache, compress);
         group.bench_function(format!("{name}/cold_cache"), |b| {
             b.iter(|| run(&mut new_cache(), false))
         });
@@ -286,36 +287,14 @@ fn scrape_batch(c: &mut Criterion) {
         // (22 MB of bodies, past the L2 cache) and its own cache, scraped in turn.
         let bodies: Vec<Vec<u8>> = (0..200).map(|_| body.to_vec()).collect();
         let mut caches: Vec<ScrapeCache> = (0..200).map(|_| new_cache()).collect();
-        let mut one_of = |i: usize, compress: bool| {
-            let cache = &mut caches[i];
-            cache.begin();
-            build_batch(
-                &bodies[i],
-                Format::PrometheusText,
-                &opts,
-                limits,
-                1,
-                cache,
-                &mut batch,
-            )
-            .expect("benchmark input scrapes");
-            cache.finish(&mut batch, 1);
-            let n = if compress {
-                promrelay::prompb::compress(batch.as_bytes()).len()
-            } else {
-                batch.as_bytes().len()
-            };
-            batch.clear();
-            n
-        };
-        for i in 0..bodies.len() {
-            one_of(i, false);
+        for (body, cache) in bodies.iter().zip(&mut caches) {
+            scrape_body(body, cache, false);
         }
         let mut next = 0;
         group.bench_function(format!("{name}/200_bodies_compressed"), |b| {
             b.iter(|| {
                 next = (next + 1) % bodies.len();
-                one_of(next, true)
+                scrape_body(&bodies[next], &mut caches[next], true)
             })
         });
     }
