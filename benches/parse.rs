@@ -6,8 +6,9 @@
 //! Two groups measure the same work: `parse_bytes` in MB/s of body, `parse_samples` in samples/s.
 //! `scrape_batch` measures the whole of a scrape's CPU work on a body (parse, labels through the
 //! scrape cache, encode, compress), in samples/s; `200_bodies_compressed` takes 200 targets' own
-//! bodies and caches in turn, as the scraper's memory sees them. Its caches keep the target labels once, as a
-//! loop's do; `SCRAPE_UNSHARED=1` keeps them in every series instead, to measure what that costs.
+//! bodies and caches in turn, as the scraper's memory sees them. Its caches keep the target labels
+//! once, as a loop's do; `SCRAPE_UNSHARED=1` keeps them in every series instead, to measure what
+//! that costs.
 
 use std::fmt::Write as _;
 use std::hint::black_box;
